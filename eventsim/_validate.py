@@ -1,0 +1,97 @@
+"""Host-side input checks: clear ValueErrors that say what to fix."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._lif import LIF
+from ._math import CLOSED_FORM, ROOT
+
+METHODS = ("auto", "closed_form", "root")
+
+
+def check_lif(lif) -> LIF:
+    if not isinstance(lif, LIF):
+        raise ValueError(f"lif must be an eventsim.LIF, got {type(lif).__name__}")
+    return lif
+
+
+def check_t_end(t_end, name: str = "t_end") -> float:
+    try:
+        t_end = float(t_end)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive finite number, got {t_end!r}") from None
+    if not math.isfinite(t_end) or t_end <= 0.0:
+        raise ValueError(f"{name} must be a positive finite number, got {t_end!r}")
+    return t_end
+
+
+def check_spike_times(times, name: str = "times") -> np.ndarray:
+    """1-D float64 times: NaN and negative values are errors, +inf means 'never'."""
+    arr = np.asarray(times)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of spike times, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN at index {int(np.flatnonzero(np.isnan(arr))[0])}; "
+                         "use +inf for 'no spike'")
+    if (arr < 0).any():
+        raise ValueError(f"{name} must be >= 0 (time starts at 0), got {arr.min()!r}")
+    return arr
+
+
+def check_ids(ids, n: int, size: int, name: str = "ids") -> np.ndarray:
+    arr = np.asarray(ids)
+    if arr.ndim != 1 or arr.shape[0] != size:
+        raise ValueError(f"{name} must be a 1-D integer array with one entry per spike "
+                         f"({size}), got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0):
+            raise ValueError(f"{name} must have an integer dtype, got {arr.dtype}; "
+                             "cast with .astype(int) if the values are whole numbers")
+        raise ValueError(f"{name} must have an integer dtype, got {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        bad = arr[(arr < 0) | (arr >= n)][0]
+        raise ValueError(f"{name} must lie in [0, {n}) (the number of presynaptic neurons, "
+                         f"weights.shape[0]), found {int(bad)}")
+    return arr
+
+
+def check_weights(weights, name: str = "weights", shape=None) -> np.ndarray:
+    arr = np.asarray(weights)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_in, n_out), got shape {arr.shape}")
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite (found NaN or inf)")
+    return arr
+
+
+def check_method(method: str, lif: LIF) -> int:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "closed_form" and lif.p != 2.0:
+        raise ValueError(f"method='closed_form' needs p = tau_i / tau_v == 2 (eq. 19), "
+                         f"got p = {lif.p!r}; use method='root' or 'auto'")
+    if method == "closed_form" or (method == "auto" and lif.p == 2.0):
+        return CLOSED_FORM
+    return ROOT
+
+
+def check_max_spikes(max_spikes) -> int:
+    if not isinstance(max_spikes, (int, np.integer)) or max_spikes < 1:
+        raise ValueError(f"max_spikes_per_neuron must be a positive integer, got {max_spikes!r}")
+    return int(max_spikes)
+
+
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
