@@ -21,6 +21,11 @@ pjit = njit(cache=True, parallel=True, error_model="numpy")
 N_CHUNKS = 8
 
 
+def prepare_weights(w):
+    """Weights in the layout the CPU kernels read fastest: w[:, j] contiguous."""
+    return np.asfortranarray(w, dtype=np.float64)
+
+
 @jit
 def interval_factors_one(k, times, stop, t_end, a, b, ea, eb, kap, kmax):
     """Decay factors of interval k, [times[k], times[k+1] or t_end)."""

@@ -32,16 +32,17 @@ def prepare_inputs(times, ids, weights, t_end):
     return times[order], ids[order], weights
 
 
-def run_layer(times, ids, ptr, weights, lif: LIF, t_end, single_spike, method, max_spikes):
-    """Run ``_layer.layer_forward``, growing the per-neuron spike buffer until it fits.
+def run_layer(times, ids, ptr, weights, lif: LIF, t_end, single_spike, method, max_spikes,
+              backend=_layer):
+    """Run ``backend.layer_forward``, growing the per-neuron spike buffer until it fits.
 
     Returns (out_t, out_dv, counts, v_end); raises SpikeLimitError when a neuron
     exceeds max_spikes.
     """
-    w = np.asfortranarray(weights)
+    w = backend.prepare_weights(weights)
     cap = _INITIAL_CAP
     while True:
-        out_t, out_dv, counts, v_end = _layer.layer_forward(
+        out_t, out_dv, counts, v_end = backend.layer_forward(
             times, ids, ptr, w, t_end, lif.rate_i, lif.rate_v, lif.threshold,
             single_spike, method, max_spikes, cap)
         most = int(counts.max()) if counts.size else 0

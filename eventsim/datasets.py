@@ -177,6 +177,12 @@ def _load(directory: Path, verify: bool, how: str) -> MNIST:
     hit = _CACHE.get(directory)
     if hit is not None and (hit[0] or not verify):
         return hit[1]
+    missing = [name for name in MNIST_FILES if not (directory / name).is_file()]
+    if missing:
+        raise MissingDataError(
+            f"MNIST file{'s' if len(missing) > 1 else ''} {', '.join(missing)} not found in "
+            f"{directory} (directory chosen from {how}; the four MNIST .gz files are "
+            f"expected there or in its mnist/ subdirectory). {_FIX}")
     out = []
     for split in ("train", "t10k"):
         pi = directory / f"{split}-images-idx3-ubyte.gz"

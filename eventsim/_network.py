@@ -1,0 +1,268 @@
+"""Multi-layer feed-forward SNN with exact spike-timing gradients (paper Sec. II).
+
+Hidden layers are multi-spike (or single-spike) LIF layers simulated exactly;
+the output layer never fires and is read out as its membrane potential at
+t_out (eq. 20). Since that readout is linear in the weights,
+v_out = phi @ W_out with phi[b, i] = sum over spikes t of presynaptic neuron i
+of kappa(t_out - t), which is how it is computed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _layer
+from ._lif import LIF
+from ._losses import dead_neuron_flags, dead_neuron_penalty, output_l2, softmax_cross_entropy
+from ._simulate import DEFAULT_MAX_SPIKES, run_layer
+from ._spikes import Spikes
+from ._validate import check_bool, check_lif, check_max_spikes, check_method, check_t_end
+
+INIT_MEAN = 0.03
+INIT_STD = math.sqrt(0.3)
+
+
+@dataclass
+class _Layer:
+    """What the backward pass needs of one hidden layer."""
+    inputs: tuple          # (times, ids, ptr) of its input spikes
+    out_t: np.ndarray      # (B, J, cap) spike times
+    out_dv: np.ndarray     # (B, J, cap) dV/dt just before each spike
+    counts: np.ndarray     # (B, J)
+    v_end: np.ndarray      # (B, J) V(t_out)
+    merged: tuple          # (times, ids, ptr, src_n): its spikes as the next layer's input
+
+
+@dataclass
+class ForwardResult:
+    """Result of ``Network.forward`` on a batch.
+
+    v_out : (B, n_out) output membrane potentials at t_out (eq. 20)
+    v_hidden : list of (B, n_hidden_l), hidden membrane potentials at t_out
+    spike_counts : list of (B, n_hidden_l) int
+    """
+    v_out: np.ndarray
+    v_hidden: list
+    spike_counts: list
+    _layers: list = field(repr=False)
+    _inputs: tuple = field(repr=False)
+    _phi: np.ndarray = field(repr=False)
+
+    def spikes(self, layer: int, sample: int) -> Spikes:
+        """Spikes of hidden layer ``layer`` (0-based) for batch element ``sample``."""
+        if not 0 <= layer < len(self._layers):
+            raise ValueError(f"layer must be in [0, {len(self._layers)}), got {layer}")
+        hidden = self._layers[layer]
+        if not 0 <= sample < hidden.counts.shape[0]:
+            raise ValueError(f"sample must be in [0, {hidden.counts.shape[0]}), got {sample}")
+        times, ids, ptr, _ = hidden.merged
+        lo, hi = ptr[sample], ptr[sample + 1]
+        return Spikes(times[lo:hi].copy(), ids[lo:hi].copy(), hidden.counts.shape[1])
+
+
+class Network:
+    """Feed-forward multi-spike SNN, e.g. ``Network([784, 400, 10], LIF(0.8, 0.4))``.
+
+    Parameters
+    ----------
+    sizes : list of int, at least [n_in, n_out]; the middle entries are hidden layers.
+    lif : LIF shared by all layers (output neurons use it with an infinite threshold).
+    t_out : float, observation time of the output membrane and end of the simulation.
+    single_spike : bool, TTFS restriction for hidden neurons.
+    seed : int, weights ~ Normal(mean 0.03, variance 0.3), the paper's initialisation.
+    method : "auto" | "closed_form" | "root", the crossing solver (see simulate_layer).
+    min_slope : float >= 0, optional gradient clip: dV/dt at a crossing is taken
+        as at least min_slope in the backward pass (0 = exact gradients).
+    """
+
+    def __init__(self, sizes, lif: LIF, t_out=1.0, single_spike=False, seed=0, method="auto",
+                 max_spikes_per_neuron=DEFAULT_MAX_SPIKES, min_slope=0.0, device="cpu"):
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes must list at least two positive layer sizes, got {sizes}")
+        self.sizes = sizes
+        self.lif = check_lif(lif)
+        self.t_out = check_t_end(t_out, "t_out")
+        self.single_spike = check_bool(single_spike, "single_spike")
+        self.method = method
+        self._method_code = check_method(method, self.lif)
+        self.max_spikes = check_max_spikes(max_spikes_per_neuron)
+        if not (float(min_slope) >= 0.0):
+            raise ValueError(f"min_slope must be >= 0, got {min_slope!r}")
+        self.min_slope = float(min_slope)
+        self.seed = seed
+        self.device = device
+        self._backend = _select_backend(device)
+        rng = np.random.default_rng(seed)
+        self._weights = [rng.normal(INIT_MEAN, INIT_STD, (n, m))
+                         for n, m in zip(sizes[:-1], sizes[1:])]
+
+    # ------------------------------------------------------------------ weights
+    @property
+    def weights(self) -> list:
+        """List of float64 weight arrays, shapes (sizes[l], sizes[l+1])."""
+        return self._weights
+
+    @weights.setter
+    def weights(self, new):
+        new = list(new)
+        if len(new) != len(self.sizes) - 1:
+            raise ValueError(f"expected {len(self.sizes) - 1} weight arrays, got {len(new)}")
+        checked = []
+        for l, w in enumerate(new):
+            w = np.asarray(w, dtype=np.float64)
+            want = (self.sizes[l], self.sizes[l + 1])
+            if w.shape != want:
+                raise ValueError(f"weights[{l}] must have shape {want}, got {w.shape}")
+            if not np.isfinite(w).all():
+                raise ValueError(f"weights[{l}] contains NaN or inf")
+            checked.append(w.copy())
+        self._weights = checked
+
+    @property
+    def n_hidden_layers(self) -> int:
+        return len(self.sizes) - 2
+
+    # ------------------------------------------------------------------ forward
+    def check_inputs(self, x) -> np.ndarray:
+        """x: (B, n_in) latency spike times, >= 0, np.inf = no spike."""
+        x = np.asarray(x)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.sizes[0]:
+            raise ValueError(f"x must have shape (batch, {self.sizes[0]}), got {np.shape(x)}")
+        x = x.astype(np.float64)
+        if np.isnan(x).any():
+            raise ValueError("x contains NaN; use np.inf for 'no spike'")
+        if (x < 0).any():
+            raise ValueError(f"x must be >= 0 (spike times), got min {x.min()!r}")
+        return x
+
+    def forward(self, x) -> ForwardResult:
+        """Exact forward pass on a batch of latency-coded inputs x (B, n_in)."""
+        x = self.check_inputs(x)
+        be = self._backend
+        lif, t_out = self.lif, self.t_out
+        a, b = lif.rate_i, lif.rate_v
+        inputs = be.dense_to_lists(x, t_out)
+        current = inputs
+        layers = []
+        for w in self._weights[:-1]:
+            out_t, out_dv, counts, v_end = run_layer(
+                *current, w, lif, t_out, self.single_spike, self._method_code,
+                self.max_spikes, backend=be)
+            merged = be.merge_spikes(out_t, counts)
+            layers.append(_Layer(current, out_t, out_dv, counts, v_end, merged))
+            current = merged[:3]
+        phi = be.readout_features(*current, self.sizes[-2], t_out, a, b)
+        v_out = phi @ self._weights[-1]
+        return ForwardResult(v_out, [h.v_end for h in layers], [h.counts for h in layers],
+                             layers, inputs, phi)
+
+    # ----------------------------------------------------------------- backward
+    def backward(self, res: ForwardResult, grad_v_out, grad_v_hidden=None, wrt_inputs=False):
+        """Exact gradients of a loss given dL/dv_out (B, n_out) and dL/dv_hidden.
+
+        grad_v_hidden: list (one (B, n_hidden_l) array per hidden layer) or None.
+        Returns the list of weight gradients, plus dL/dx (B, n_in) if wrt_inputs
+        (zero for inputs at or after t_out, which cannot matter).
+        """
+        be = self._backend
+        lif, t_out = self.lif, self.t_out
+        a, b, theta = lif.rate_i, lif.rate_v, lif.threshold
+        grads = [None] * len(self._weights)
+        grads[-1] = res._phi.T @ grad_v_out
+        h = grad_v_out @ self._weights[-1].T
+        last_inputs = res._layers[-1].merged[:3] if res._layers else res._inputs
+        need_times = bool(res._layers) or wrt_inputs
+        g_times = be.readout_time_grads(*last_inputs, h, t_out, a, b) if need_times else None
+        for l in range(len(res._layers) - 1, -1, -1):
+            hidden = res._layers[l]
+            _, ids_m, ptr_m, src_n = hidden.merged
+            spk_g = be.scatter_spike_grads(g_times, ids_m, ptr_m, src_n,
+                                           hidden.counts.shape[1], hidden.out_t.shape[2])
+            nu = np.zeros_like(hidden.v_end) if grad_v_hidden is None or \
+                grad_v_hidden[l] is None else np.asarray(grad_v_hidden[l], np.float64)
+            grads[l], g_times = be.layer_backward(
+                *hidden.inputs, be.prepare_weights(self._weights[l]), t_out, a, b, theta,
+                hidden.out_t, hidden.out_dv, hidden.counts, spk_g, nu, self.min_slope,
+                l > 0 or wrt_inputs)
+        if not wrt_inputs:
+            return grads
+        times, ids, ptr = res._inputs
+        grad_x = np.zeros((ptr.shape[0] - 1, self.sizes[0]))
+        sample = np.repeat(np.arange(ptr.shape[0] - 1), np.diff(ptr))
+        np.add.at(grad_x, (sample, ids), g_times)
+        return grads, grad_x
+
+    def loss(self, res: ForwardResult, labels, dead_penalty=0.01, output_l2_weight=1e-4,
+             dead_flags=None):
+        """Eq. 24 averaged over the batch; returns (loss, dL/dv_out, [dL/dv_hidden])."""
+        labels = self.check_labels(labels, res.v_out.shape[0])
+        loss, g_out = softmax_cross_entropy(res.v_out, labels)
+        l2, g_l2 = output_l2(res.v_out)
+        loss += output_l2_weight * l2
+        g_out = g_out + output_l2_weight * g_l2
+        g_hidden = []
+        if dead_flags is not None and len(dead_flags) != len(res.v_hidden):
+            raise ValueError(f"dead_flags must hold one bool array per hidden layer "
+                             f"({len(res.v_hidden)}), got {len(dead_flags)}")
+        for l, (v_h, counts) in enumerate(zip(res.v_hidden, res.spike_counts)):
+            if dead_flags is None:
+                flags = dead_neuron_flags(counts)
+            else:
+                flags = np.asarray(dead_flags[l], dtype=bool)
+                if flags.shape != (v_h.shape[1],):
+                    raise ValueError(f"dead_flags[{l}] must have shape ({v_h.shape[1]},), "
+                                     f"got {flags.shape}")
+            lc, g_c = dead_neuron_penalty(v_h, flags, self.lif.threshold)
+            loss += dead_penalty * lc
+            g_hidden.append(dead_penalty * g_c)
+        return loss, g_out, g_hidden
+
+    def check_labels(self, labels, n) -> np.ndarray:
+        labels = np.asarray(labels)
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+        if labels.size and (labels.min() < 0 or labels.max() >= self.sizes[-1]):
+            raise ValueError(f"labels must lie in [0, {self.sizes[-1]}), got "
+                             f"min {labels.min()}, max {labels.max()}")
+        return labels.astype(np.int64)
+
+    def loss_and_grad(self, x, labels, dead_penalty=0.01, output_l2=1e-4, dead_flags=None,
+                      wrt_inputs=False):
+        """Loss of eq. 24 (batch mean) and its exact gradient w.r.t. every weight.
+
+        loss = CE(softmax(v_out), label) + dead_penalty * sum_l L_c^l (eq. 22,
+        dead flags by the paper's rule unless ``dead_flags`` is given)
+        + output_l2 * mean(v_out**2).
+        Returns (loss, grads), or (loss, grads, dL/dx) when wrt_inputs=True.
+        """
+        x = self.check_inputs(x)
+        labels = self.check_labels(labels, x.shape[0])
+        res = self.forward(x)
+        loss, g_out, g_hidden = self.loss(res, labels, dead_penalty, output_l2, dead_flags)
+        out = self.backward(res, g_out, g_hidden, wrt_inputs=wrt_inputs)
+        if wrt_inputs:
+            return loss, out[0], out[1]
+        return loss, out
+
+    def predict(self, x, batch_size=1000) -> np.ndarray:
+        """Class index = argmax of v_out, computed in batches."""
+        x = self.check_inputs(x)
+        return np.concatenate([self.forward(x[i:i + batch_size]).v_out.argmax(axis=1)
+                               for i in range(0, x.shape[0], batch_size)])
+
+
+def _select_backend(device: str):
+    if device == "cpu":
+        return _layer
+    if device == "cuda":
+        from . import _cuda
+        return _cuda.backend()
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
