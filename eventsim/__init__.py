@@ -1,10 +1,14 @@
 """eventsim: exact event-driven simulation and exact-gradient training of multi-spike LIF SNNs."""
 
+from . import datasets
 from ._lif import LIF
 from ._network import ForwardResult, Network
 from ._network_sim import simulate_network
 from ._simulate import SpikeLimitError, membrane, simulate_layer
 from ._spikes import Spikes
+from ._train import Dataset, TrainConfig, Trainer
+from .datasets import DataError, MissingDataError, latency_encode, mnist
 
-__all__ = ["ForwardResult", "LIF", "Network", "Spikes", "SpikeLimitError", "membrane", "simulate_layer", "simulate_network"]
+__all__ = ["DataError", "Dataset", "ForwardResult", "LIF", "MissingDataError", "Network",
+           "TrainConfig", "Trainer", "datasets", "latency_encode", "mnist", "Spikes", "SpikeLimitError", "membrane", "simulate_layer", "simulate_network"]
 __version__ = "0.1.0"

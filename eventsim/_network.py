@@ -252,6 +252,22 @@ class Network:
             return loss, out[0], out[1]
         return loss, out
 
+    def save(self, path):
+        """Save configuration and weights to an HDF5 file (written atomically)."""
+        from ._io import save_checkpoint
+        save_checkpoint(path, self)
+
+    @classmethod
+    def load(cls, path, device="cpu") -> "Network":
+        """Rebuild a Network saved by ``save`` or by the trainer's checkpoints."""
+        from ._io import load_checkpoint
+        data = load_checkpoint(path)
+        cfg = dict(data["network"])
+        lif = LIF(cfg.pop("tau_i"), cfg.pop("tau_v"), cfg.pop("threshold"))
+        net = cls(cfg.pop("sizes"), lif, device=device, **cfg)
+        net.weights = data["weights"]
+        return net
+
     def predict(self, x, batch_size=1000) -> np.ndarray:
         """Class index = argmax of v_out, computed in batches."""
         x = self.check_inputs(x)

@@ -1,0 +1,95 @@
+"""HDF5 persistence of networks and training checkpoints, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+def network_config(net) -> dict:
+    """Everything needed to rebuild a Network, as JSON-able values."""
+    return {"sizes": list(net.sizes), "tau_i": net.lif.tau_i, "tau_v": net.lif.tau_v,
+            "threshold": net.lif.threshold, "t_out": net.t_out,
+            "single_spike": net.single_spike, "method": net.method, "seed": net.seed,
+            "max_spikes_per_neuron": net.max_spikes, "min_slope": net.min_slope}
+
+
+def atomic_write_h5(path, fill):
+    """Write an HDF5 file by calling fill(h5file) on a temporary file in the same
+    directory, fsync it, then rename it over ``path``: an interrupted write never
+    leaves a partial file at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format_version"] = FORMAT_VERSION
+            fill(f)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _write_arrays(group, arrays):
+    for i, a in enumerate(arrays):
+        group.create_dataset(str(i), data=np.asarray(a, dtype=np.float64))
+
+
+def _read_arrays(group):
+    return [group[str(i)][()] for i in range(len(group))]
+
+
+def save_checkpoint(path, net, optimizer=None, epoch=None, extra=None):
+    """Save the network (config + weights) and optionally Adam state, epoch and
+    extra JSON-able metadata (hyperparameters, metrics history)."""
+    config = network_config(net)
+
+    def fill(f):
+        f.attrs["network"] = json.dumps(config)
+        _write_arrays(f.create_group("weights"), net.weights)
+        if optimizer is not None:
+            g = f.create_group("adam")
+            g.attrs["step"] = optimizer.step
+            g.attrs["hyper"] = json.dumps({"lr": optimizer.lr, "beta1": optimizer.beta1,
+                                           "beta2": optimizer.beta2, "eps": optimizer.eps})
+            _write_arrays(g.create_group("m"), optimizer.m)
+            _write_arrays(g.create_group("v"), optimizer.v)
+        if epoch is not None:
+            f.attrs["epoch"] = int(epoch)
+        if extra is not None:
+            f.attrs["extra"] = json.dumps(extra)
+
+    atomic_write_h5(path, fill)
+
+
+def load_checkpoint(path) -> dict:
+    """Read a file written by save_checkpoint: dict with 'network' (config),
+    'weights', and where present 'adam', 'epoch', 'extra'."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    with h5py.File(path, "r") as f:
+        if "network" not in f.attrs or "weights" not in f:
+            raise ValueError(f"{path} is not an eventsim checkpoint (no network/weights)")
+        out = {"network": json.loads(f.attrs["network"]), "weights": _read_arrays(f["weights"])}
+        if "adam" in f:
+            g = f["adam"]
+            out["adam"] = {"step": int(g.attrs["step"]), "m": _read_arrays(g["m"]),
+                           "v": _read_arrays(g["v"]), **json.loads(g.attrs["hyper"])}
+        if "epoch" in f.attrs:
+            out["epoch"] = int(f.attrs["epoch"])
+        if "extra" in f.attrs:
+            out["extra"] = json.loads(f.attrs["extra"])
+    return out

@@ -1,0 +1,191 @@
+"""Fig. 2-style picture of a random LIF layer driven by one latency-coded MNIST digit.
+
+Panels: (a) the input raster, (b) V (solid) and I (dotted) of one output
+neuron with the threshold and its spikes, (c) V of 20 output neurons, and
+(d) the spike counts of the whole layer.
+
+    python examples/plot_traces.py --out traces.png --seed 0 --digit-index 0
+
+Weights follow the paper's initialisation, w ~ Normal(mean 0.03, std sqrt(0.3)),
+784 inputs x 40 outputs. If that layer is nearly silent or fires wildly for the
+chosen seed/digit/time constants, the weights are rescaled and the figure
+title says by how much. Times are in the unit of tau_i and tau_v; the
+simulation runs over [0, t_end) with t_end = 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+import eventsim  # noqa: E402
+from eventsim.datasets import latency_encode, mnist  # noqa: E402
+
+T_END = 1.0
+N_OUT = 40
+N_SHOW = 20
+W_MEAN, W_STD = 0.03, float(np.sqrt(0.3))
+# Acceptable activity: at least MIN_ACTIVE neurons fire, and the mean count of
+# the neurons that fire is at most MAX_MEAN_COUNT.
+MIN_ACTIVE, MAX_MEAN_COUNT = 4, 15.0
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("traces.png"), help="PNG to write")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    p.add_argument("--tau-i", type=float, default=0.8, help="synaptic time constant")
+    p.add_argument("--tau-v", type=float, default=0.4, help="membrane time constant")
+    p.add_argument("--digit-index", type=int, default=0, help="index into the MNIST test set")
+    return p.parse_args(argv)
+
+
+def activity_ok(counts) -> int:
+    """0 if the layer's activity is reasonable, -1 if too quiet, +1 if too busy."""
+    active = counts[counts > 0]
+    if active.size < MIN_ACTIVE:
+        return -1
+    if active.mean() > MAX_MEAN_COUNT:
+        return +1
+    return 0
+
+
+def simulate_scaled(times, ids, w0, lif):
+    """simulate_layer, rescaling the weights (x1.5 or /1.5 per step) until activity is sane."""
+    scale, last = 1.0, 0
+    for _ in range(12):
+        w = w0 * scale
+        try:
+            out = eventsim.simulate_layer(times, ids, w, lif, t_end=T_END,
+                                          max_spikes_per_neuron=1000)
+            verdict = activity_ok(out.counts())
+        except eventsim.SpikeLimitError:
+            out, verdict = None, +1
+        if verdict == 0 or (last and verdict != last):  # accept if done or oscillating
+            if out is not None:
+                return w, out, scale
+        last = verdict
+        scale = scale * 1.5 if verdict < 0 else scale / 1.5
+    if out is None:
+        raise SystemExit("could not find a weight scale at which the layer fires moderately")
+    return w, out, scale
+
+
+def with_resets(t, v, spikes, threshold):
+    """Insert (t_s, threshold) just before each reset point (t_s, 0) so spikes show as peaks."""
+    idx = np.searchsorted(t, spikes)  # t contains every spike time; membrane gives V(t_s) = 0
+    return np.insert(t, idx, spikes), np.insert(v, idx, threshold)
+
+
+def align_zeros(ax_left, ax_right):
+    """Expand both y-axes minimally so that their zeros sit at the same height."""
+    lims = [ax.get_ylim() for ax in (ax_left, ax_right)]
+    if any(not lo < 0.0 < hi for lo, hi in lims):
+        return
+    frac = max(-lo / (hi - lo) for lo, hi in lims)  # common height of zero, in axis fraction
+    for ax, (lo, hi) in zip((ax_left, ax_right), lims):
+        span = max(hi / (1.0 - frac), -lo / frac)
+        ax.set_ylim(-frac * span, (1.0 - frac) * span)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    lif = eventsim.LIF(tau_i=args.tau_i, tau_v=args.tau_v)
+    data = mnist()
+    n_test = data.test_images.shape[0]
+    if not 0 <= args.digit_index < n_test:
+        raise SystemExit(f"--digit-index must be in [0, {n_test}), got {args.digit_index}")
+    x = data.test_images[args.digit_index]
+    label = int(data.test_labels[args.digit_index])
+
+    # One spike per pixel at t = 1 - x; background pixels fire at t_end and are dropped.
+    t_all = latency_encode(x, t_max=T_END)
+    keep = t_all < T_END
+    times, ids = t_all[keep], np.flatnonzero(keep)
+
+    rng = np.random.default_rng(args.seed)
+    w0 = rng.normal(W_MEAN, W_STD, size=(x.size, N_OUT))
+    w, out, scale = simulate_scaled(times, ids, w0, lif)
+    counts = out.counts()
+
+    grid = np.linspace(0.0, T_END, 1001)
+    t_eval = np.unique(np.concatenate([grid, times, out.times]))
+    V, I = eventsim.membrane(times, ids, w, lif, out, t_eval)
+
+    busiest = int(np.argmax(counts))
+    shown = np.arange(min(N_SHOW, N_OUT))
+    thr = lif.threshold
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
+    (ax_in, ax_one), (ax_many, ax_hist) = axes
+
+    # (a) input raster with the digit as an inset
+    ax_in.scatter(times, ids, s=14, color="k", marker="|", lw=1.2)
+    ax_in.set(xlim=(-0.02, T_END), ylim=(0, x.size), xlabel="time", ylabel="input id",
+              title=f"(a) input: test digit #{args.digit_index} (label {label}), "
+                    f"{times.size} spikes at t = 1 - x")
+    # MNIST's top rows are blank, so low input ids rarely spike: put the digit there
+    inset = ax_in.inset_axes([0.77, 0.02, 0.21, 0.25])
+    inset.imshow(x.reshape(28, 28), cmap="gray_r")
+    inset.set_xticks([])
+    inset.set_yticks([])
+
+    # (b) one neuron: V solid (left axis), I dotted (right axis), threshold, spikes
+    sp = out.of(busiest)
+    tv, vv = with_resets(t_eval, V[:, busiest], sp, thr)
+    ax_one.plot(tv, vv, "C0-", lw=1.4, label="V")
+    ax_one.axhline(thr, color="k", ls="--", lw=1, label="threshold")
+    ax_one.plot(sp, np.full(sp.shape, thr), "rv", ms=8, label=f"spikes ({sp.size})")
+    ax_one.set(xlim=(0, T_END), xlabel="time", ylabel="membrane potential V")
+    ax_i = ax_one.twinx()
+    ax_i.plot(t_eval, I[:, busiest], "C1:", lw=1.6, label="I")
+    ax_i.set_ylabel("synaptic current I", color="C1")
+    ax_i.tick_params(axis="y", colors="C1")
+    h1, l1 = ax_one.get_legend_handles_labels()
+    h2, l2 = ax_i.get_legend_handles_labels()
+    lo, hi = ax_one.get_ylim()
+    ax_one.set_ylim(lo, max(hi, 1.3 * thr))  # headroom for the legend above the spikes
+    align_zeros(ax_one, ax_i)
+    ax_one.legend(h1 + h2, l1 + l2, loc="upper center", ncol=4, fontsize=9)
+    ax_one.set_title(f"(b) output neuron {busiest} (the most active)")
+
+    # (c) V of several neurons
+    cmap = plt.get_cmap("tab20")
+    for k, j in enumerate(shown):
+        tj, vj = with_resets(t_eval, V[:, j], out.of(j), thr)
+        ax_many.plot(tj, vj, lw=0.9, color=cmap(k % 20))
+    ax_many.axhline(thr, color="k", ls="--", lw=1)
+    ax_many.set(xlim=(0, T_END), xlabel="time", ylabel="V",
+                title=f"(c) V of output neurons 0-{shown[-1]} "
+                      f"({int((counts[shown] > 0).sum())} of them fire)")
+
+    # (d) spike counts of the layer
+    bins = np.arange(counts.max() + 2) - 0.5
+    ax_hist.hist(counts, bins=bins, color="C2", edgecolor="k")
+    ax_hist.set(xlabel="spikes per output neuron in [0, t_end)", ylabel="number of neurons",
+                title=f"(d) spike counts: {len(out)} spikes from {N_OUT} neurons, "
+                      f"{int((counts > 0).sum())} active")
+    ax_hist.set_xticks(np.arange(counts.max() + 1))
+
+    scale_note = ("" if scale == 1.0 else
+                  f"\nweights rescaled x{scale:.3g} from that initialisation to get "
+                  f"moderate activity")
+    fig.suptitle(f"Random LIF layer 784 -> {N_OUT}, w ~ Normal(mean {W_MEAN}, std sqrt(0.3)), "
+                 f"seed "
+                 f"{args.seed}, tau_i = {lif.tau_i:g}, tau_v = {lif.tau_v:g}, "
+                 f"threshold = {thr:g}{scale_note}", fontsize=12)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    plt.close(fig)
+    print(f"wrote {args.out.resolve()}")
+    return args.out
+
+
+if __name__ == "__main__":
+    main()
