@@ -1,6 +1,16 @@
 """eventsim: exact event-driven simulation and exact-gradient training of multi-spike LIF SNNs."""
 
-from . import datasets
+import os as _os
+
+import numba as _numba
+
+# numba's default OpenMP layer costs ~10 ms per parallel region when another
+# process competes for the cores; the workqueue layer costs ~50 us. A user's
+# NUMBA_THREADING_LAYER setting wins.
+if "NUMBA_THREADING_LAYER" not in _os.environ:
+    _numba.config.THREADING_LAYER = "workqueue"
+
+from . import datasets  # noqa: E402
 from ._lif import LIF
 from ._network import ForwardResult, Network
 from ._network_sim import simulate_network

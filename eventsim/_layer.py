@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._math import jit, kappa, kappa_max
-from ._neuron import neuron_backward, neuron_forward
+from ._neuron import adjoint_back, adjoint_spike, exact_interval
 
 pjit = njit(cache=True, parallel=True, error_model="numpy")
 
@@ -22,8 +22,8 @@ N_CHUNKS = 8
 
 
 def prepare_weights(w):
-    """Weights in the layout the CPU kernels read fastest: w[:, j] contiguous."""
-    return np.asfortranarray(w, dtype=np.float64)
+    """Weights in the layout the CPU kernels read: C order, rows w[i, :] contiguous."""
+    return np.ascontiguousarray(w, dtype=np.float64)
 
 
 @jit
@@ -53,7 +53,14 @@ def interval_factors(times, ptr, t_end, a, b):
 @pjit
 def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
                   max_spikes, cap):
-    """Forward scan of every (sample, neuron) pair; w is (n_in, n_out).
+    """Forward scan of a layer over a batch; w is (n_in, n_out), C order.
+
+    One thread per sample; the neurons of a sample advance together, input by
+    input, in a loop the compiler vectorises: I += w[i_k, :], then the linear
+    closed-form step over the interval. Neurons for which the sound filter
+    ``needs_exact`` (here in branch-free form) fires are redone exactly from their saved state by
+    ``exact_interval`` (the same code as the CUDA path), so no spike can be
+    missed and the result is bit-identical to ``neuron_forward``.
 
     Returns out_t, out_dv (B, J, cap), counts (B, J), v_end (B, J).
     """
@@ -64,56 +71,142 @@ def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
     out_dv = np.zeros((n_samples, n_out, cap))
     counts = np.zeros((n_samples, n_out), np.int64)
     v_end = np.zeros((n_samples, n_out))
-    # neuron-major order: one weight column stays in cache across samples
-    for flat in prange(n_samples * n_out):
-        j = flat // n_samples
-        s = flat - j * n_samples
-        n, v = neuron_forward(j, times, ids, ea, eb, kap, kmax, ptr[s], ptr[s + 1], t_end, w,
-                              a, b, theta, single_spike, method, max_spikes,
-                              out_t[s, j], out_dv[s, j])
-        counts[s, j] = n
-        v_end[s, j] = v
+    theta_lo = theta * (1.0 - 1e-12)
+    for s in prange(n_samples):
+        v = np.zeros(n_out)
+        cur = np.zeros(n_out)
+        v_old = np.empty(n_out)
+        cur_old = np.empty(n_out)
+        can_fire = np.ones(n_out, np.bool_)
+        is_hot = np.zeros(n_out, np.bool_)
+        cnt = counts[s]
+        stop = ptr[s + 1]
+        for k in range(ptr[s], stop):
+            row = w[ids[k]]
+            e_a = ea[k]
+            e_b = eb[k]
+            kp = kap[k]
+            km = kmax[k]
+            n_hot = 0
+            for j in range(n_out):  # vectorised: branch-free form of needs_exact
+                c0 = cur[j] + row[j]
+                v0 = v[j]
+                v1 = v0 * e_b + c0 * kp
+                c1 = c0 * e_a
+                v_old[j] = v0
+                cur_old[j] = c0
+                v[j] = v1
+                cur[j] = c1
+                hot = can_fire[j] & ((v1 >= theta_lo) | (
+                    (c0 - b * v0 > 0.0) & (c1 - b * v1 < 1e-12 * (abs(c1) + b * abs(v1)))
+                    & (max(v0, 0.0) + max(c0, 0.0) * km >= theta)))
+                is_hot[j] = hot
+                n_hot += hot
+            if n_hot == 0:
+                continue
+            t1 = times[k + 1] if k + 1 < stop else t_end
+            for j in range(n_out):
+                if is_hot[j]:
+                    v[j], cur[j], cnt[j], can_fire[j] = exact_interval(
+                        v_old[j], cur_old[j], v[j], cur[j], times[k], t1, t_end, e_a, e_b, kp,
+                        km, a, b, theta, method, single_spike, max_spikes, cnt[j],
+                        out_t[s, j], out_dv[s, j])
+        v_end[s] = v
     return out_t, out_dv, counts, v_end
 
 
 @pjit
 def layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts,
-                   spk_g, nu, min_slope, want_input_grad):
-    """Reverse scans of a layer: dL/dw (n_in, n_out) and dL/d(input time) (n_inputs,).
+                   merged, spk_g, nu, min_slope, want_input_grad):
+    """Reverse adjoint scans of a layer (see ``neuron_backward`` for the maths).
 
-    spk_g (B, J, cap): dL/ds for every output spike; nu (B, J): dL/dV(t_end).
+    Returns dL/dw (n_in, n_out) and dL/d(input time) (n_inputs,). spk_g
+    (B, J, cap) holds dL/ds for every output spike, nu (B, J) dL/dV(t_end);
+    ``merged`` is the layer's spike list from ``merge_spikes``.
+    Samples are split into N_CHUNKS fixed chunks, each with its own gradient
+    buffer; within a sample the neurons step back together (vectorised), and
+    the few neurons with a spike inside an interval are redone from their saved
+    adjoint state with the shared scalar functions.
     """
     n_samples = ptr.shape[0] - 1
     n_in, n_out = w.shape
+    m_times, m_ids, m_ptr, m_src = merged
     ea, eb, kap, _ = interval_factors(times, ptr, t_end, a, b)
     n_chunks = min(N_CHUNKS, max(n_samples, 1))
-    grad_w_chunks = np.zeros((n_chunks, n_out, n_in))
+    grad_w_chunks = np.zeros((n_chunks, n_in, n_out))
     grad_in = np.zeros(times.shape[0])
-    max_inputs = 0
-    for s in range(n_samples):
-        max_inputs = max(max_inputs, ptr[s + 1] - ptr[s])
     for c in prange(n_chunks):
-        li = np.empty(max_inputs)
-        lt = np.empty(max_inputs)
         gw = grad_w_chunks[c]
+        lv = np.empty(n_out)
+        li = np.empty(n_out)
+        lv_old = np.empty(n_out)
+        li_old = np.empty(n_out)
+        t_at = np.empty(n_out)
+        seen = np.full(n_out, -1, np.int64)
         for s in range(c * n_samples // n_chunks, (c + 1) * n_samples // n_chunks):
             start = ptr[s]
             stop = ptr[s + 1]
+            # this sample's spikes in time order (the merged list of the forward)
+            spk_time = m_times[m_ptr[s]:m_ptr[s + 1]]
+            spk_j = m_ids[m_ptr[s]:m_ptr[s + 1]]
+            spk_n = m_src[m_ptr[s]:m_ptr[s + 1]]
+            q = spk_time.shape[0] - 1
             for j in range(n_out):
-                if counts[s, j] == 0 and nu[s, j] == 0.0:
-                    continue
-                neuron_backward(times, ea, eb, kap, start, stop, t_end, a, b, theta,
-                                out_t[s, j], out_dv[s, j], spk_g[s, j], counts[s, j],
-                                nu[s, j], min_slope, li, lt)
-                for k in range(start, stop):
-                    gw[j, ids[k]] += li[k - start]
+                lv[j] = nu[s, j]
+                li[j] = 0.0
+            for k in range(stop - 1, start - 1, -1):
+                t0 = times[k]
+                t1 = times[k + 1] if k + 1 < stop else t_end
+                e_a = ea[k]
+                e_b = eb[k]
+                kp = kap[k]
+                has_spikes = q >= 0 and spk_time[q] > t0
+                if has_spikes:
+                    lv_old[:] = lv
+                    li_old[:] = li
+                for j in range(n_out):
+                    li[j] = li[j] * e_a + kp * lv[j]
+                    lv[j] = lv[j] * e_b
+                if has_spikes:
+                    first = q
+                    while q >= 0 and spk_time[q] > t0:
+                        t_at[spk_j[q]] = t1
+                        seen[spk_j[q]] = -1
+                        q -= 1
+                    for r in range(first, q, -1):
+                        j = spk_j[r]
+                        if seen[j] != k:  # latest spike of j in this interval
+                            seen[j] = k
+                            l_i, l_v = li_old[j], lv_old[j]
+                        else:
+                            l_i, l_v = li[j], lv[j]
+                        l_i, l_v = adjoint_back(l_i, l_v, t_at[j] - spk_time[r], a, b)
+                        n = spk_n[r]
+                        l_v = adjoint_spike(l_v, spk_g[s, j, n], out_dv[s, j, n], min_slope,
+                                            b, theta)
+                        li[j], lv[j] = l_i, l_v
+                        t_at[j] = spk_time[r]
+                    for r in range(first, q, -1):
+                        j = spk_j[r]
+                        if t_at[j] != t0:
+                            li[j], lv[j] = adjoint_back(li[j], lv[j], t_at[j] - t0, a, b)
+                            t_at[j] = t0
+                grow = gw[ids[k]]
+                for j in range(n_out):
+                    grow[j] += li[j]
                 if want_input_grad:
-                    for k in range(start, stop):
-                        grad_in[k] += w[ids[k], j] * lt[k - start]
-    grad_w = np.zeros((n_in, n_out))
-    for c in range(n_chunks):
-        grad_w += grad_w_chunks[c].T
-    return grad_w, grad_in
+                    wrow = w[ids[k]]
+                    acc = 0.0
+                    for j in range(n_out):
+                        acc += wrow[j] * (a * li[j] - lv[j])
+                    grad_in[k] = acc
+    grad_w = grad_w_chunks[0]
+    for c in range(1, n_chunks):
+        chunk = grad_w_chunks[c]
+        for i in range(n_in):
+            for j in range(n_out):
+                grad_w[i, j] += chunk[i, j]
+    return grad_w.copy(), grad_in
 
 
 @pjit
@@ -126,7 +219,10 @@ def merge_spikes(out_t, counts):
     n_samples, n_out, _ = out_t.shape
     ptr = np.zeros(n_samples + 1, np.int64)
     for s in range(n_samples):
-        ptr[s + 1] = ptr[s] + counts[s].sum()
+        total = 0
+        for j in range(n_out):
+            total += counts[s, j]
+        ptr[s + 1] = ptr[s] + total
     total = ptr[n_samples]
     times = np.empty(total)
     ids = np.empty(total, np.int64)

@@ -172,6 +172,13 @@ def first_crossing(v0, i0, length, a, b, theta, method):
     vhi = membrane_at(hi, v0, i0, a, b)
     if vhi < theta:
         return math.inf
+    return crossing_on_rise(v0, i0, hi, vhi, a, b, theta, method)
+
+
+@jit
+def crossing_on_rise(v0, i0, hi, vhi, a, b, theta, method):
+    """The crossing in (0, hi] when V rises on [0, hi] from V0 < theta to vhi >= theta:
+    eq. 19 for p == 2 (method CLOSED_FORM), else safeguarded Newton."""
     if method == CLOSED_FORM:
         return _closed_form_crossing(v0, i0, hi, a, theta)
     return _root_crossing(v0, i0, hi, vhi, a, b, theta)

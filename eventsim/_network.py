@@ -99,6 +99,7 @@ class Network:
         rng = np.random.default_rng(seed)
         self._weights = [rng.normal(INIT_MEAN, INIT_STD, (n, m))
                          for n, m in zip(sizes[:-1], sizes[1:])]
+        self._cap_hint = [1 if single_spike else 16] * (len(sizes) - 2)
 
     # ------------------------------------------------------------------ weights
     @property
@@ -150,10 +151,14 @@ class Network:
         inputs = be.dense_to_lists(x, t_out)
         current = inputs
         layers = []
-        for w in self._weights[:-1]:
+        for l, w in enumerate(self._weights[:-1]):
             out_t, out_dv, counts, v_end = run_layer(
                 *current, w, lif, t_out, self.single_spike, self._method_code,
-                self.max_spikes, backend=be)
+                self.max_spikes, backend=be, cap=self._cap_hint[l])
+            # buffer size for the next batch: room to grow without a rerun
+            most = int(counts.max()) if counts.size else 0
+            self._cap_hint[l] = max(self._cap_hint[l], 1 if self.single_spike else
+                                    most + most // 4 + 2)
             merged = be.merge_spikes(out_t, counts)
             layers.append(_Layer(current, out_t, out_dv, counts, v_end, merged))
             current = merged[:3]
@@ -188,7 +193,8 @@ class Network:
                 grad_v_hidden[l] is None else np.asarray(grad_v_hidden[l], np.float64)
             grads[l], g_times = be.layer_backward(
                 *hidden.inputs, be.prepare_weights(self._weights[l]), t_out, a, b, theta,
-                hidden.out_t, hidden.out_dv, hidden.counts, spk_g, nu, self.min_slope,
+                hidden.out_t, hidden.out_dv, hidden.counts, hidden.merged, spk_g, nu,
+                self.min_slope,
                 l > 0 or wrt_inputs)
         if not wrt_inputs:
             return grads

@@ -14,7 +14,93 @@ Cost per neuron: O(inputs + output spikes) in time, O(output spikes) in memory.
 
 import math
 
-from ._math import first_crossing, jit, kappa
+from ._math import crossing_on_rise, first_crossing, jit, kappa
+
+
+@jit
+def needs_exact(v0, c0, v1, c1, km, b, theta):
+    """Can a spike hide in an interval with state (v0, c0) at its start and
+    (v1, c1) at its end, if computed without resets? Sound filter, no false negatives:
+
+    V has at most one extremum (a maximum, when I > 0), so a crossing needs
+    V(end) >= theta, or a maximum inside the interval (dV/dt > 0 at the start,
+    < 0 at the end) bounded by max(V0, 0) + max(I0, 0) * max(kappa) >= theta.
+    Margins of 1e-12 only send borderline cases to the exact search.
+    """
+    if v1 >= theta * (1.0 - 1e-12):
+        return True
+    if c0 - b * v0 <= 0.0:
+        return False
+    if c1 - b * v1 >= 1e-12 * (abs(c1) + b * abs(v1)):
+        return False
+    return max(v0, 0.0) + max(c0, 0.0) * km >= theta
+
+
+@jit
+def exact_interval(v, cur, v1, c1, t0, t1, t_end, ea_k, eb_k, kap_k, kmax_k, a, b, theta,
+                   method, single_spike, max_spikes, n, out_t, out_dv):
+    """Exact processing of one input-free interval [t0, t1) from state (v, cur).
+
+    (v1, c1) is the state at t1 without resets (v e^{-bL} + cur kappa(L),
+    cur e^{-aL}): when V(t1) >= theta and dV/dt(t1) >= 0, V rises over the
+    whole interval (dV/dt e^{bs} decreases when I > 0), so the first crossing
+    is bracketed by [t0, t1] without locating the maximum.
+
+    Finds every spike with ``first_crossing`` (after a spike V = 0, I is kept,
+    and the search restarts from the spike time, so any number of spikes per
+    interval is found), records spike times and dV/dt just before each spike
+    (I - b*theta, the denominator of the implicit-function gradient) while
+    ``out_t``/``out_dv`` have room, and propagates the state to t1.
+    Returns (v, cur, n, can_fire); can_fire is False after the one spike of
+    single-spike mode or once n exceeds max_spikes.
+    """
+    cap = out_t.shape[0]
+    tc = t0
+    can_fire = True
+    while True:
+        if tc == t0 and theta > v and v1 >= theta and c1 - b * v1 >= 0.0:
+            s = crossing_on_rise(v, cur, t1 - t0, v1, a, b, theta, method)
+        else:
+            s = first_crossing(v, cur, t1 - tc, a, b, theta, method)
+        if s == math.inf:
+            break
+        ts = tc + s
+        if ts >= t_end:
+            break
+        cur = cur * math.exp(-a * s)
+        if n < cap:
+            out_t[n] = ts
+            out_dv[n] = cur - b * theta
+        n += 1
+        v = 0.0
+        tc = ts
+        if single_spike or n > max_spikes:
+            can_fire = False
+            break
+        if cur * kmax_k < theta:
+            break  # from V = 0, V <= I * max kappa < theta for the rest of the interval
+    if tc == t0:
+        v = v * eb_k + cur * kap_k
+        cur = cur * ea_k
+    else:
+        rest = t1 - tc
+        v = v * math.exp(-b * rest) + cur * kappa(rest, a, b)
+        cur = cur * math.exp(-a * rest)
+    return v, cur, n, can_fire
+
+
+@jit
+def adjoint_back(li, lv, gap, a, b):
+    """Adjoint state moved back by ``gap`` (transposed state transition)."""
+    return li * math.exp(-a * gap) + kappa(gap, a, b) * lv, lv * math.exp(-b * gap)
+
+
+@jit
+def adjoint_spike(lv, g, slope, min_slope, b, theta):
+    """lambda_V just before a spike: lambda_V - (g - theta b lambda_V) / max(V', min_slope)."""
+    if slope < min_slope:
+        slope = min_slope
+    return lv - (g - theta * b * lv) / slope
 
 
 @jit
@@ -23,59 +109,29 @@ def neuron_forward(j, times, ids, ea, eb, kap, kmax, start, stop, t_end, w, a, b
     """Exact event scan of neuron j (paper eqs. 11-19, any p).
 
     At each input the current jumps by w; over the following interval the state
-    is propagated in closed form. An interval is examined exactly (see
-    ``first_crossing``) only when the cheap bound
-    max(V0, 0) + max(I0, 0) * max(kappa) reaches theta, which no spike can
-    escape. After a spike V = 0 and I is kept, and the search restarts from the
-    spike time inside the same interval, so any number of spikes per interval
-    is found. In single-spike mode the neuron keeps integrating after its one
+    is propagated in closed form. An interval is examined exactly
+    (``exact_interval``) only when the sound filter ``needs_exact`` says a
+    spike may hide in it. In single-spike mode the neuron keeps integrating after its one
     spike but never fires again.
 
-    Writes spike times and dV/dt just before each spike (I - b*theta, the
-    denominator of the implicit-function gradient) into ``out_t``/``out_dv``
-    while they have room, counts on past that, and stops after
-    ``max_spikes + 1`` spikes. Returns (spike count, V(t_end)).
+    Returns (spike count, V(t_end)); stops after ``max_spikes + 1`` spikes.
     """
-    cap = out_t.shape[0]
     v = 0.0
     cur = 0.0
     n = 0
     can_fire = True
     for k in range(start, stop):
-        cur += w[ids[k], j]
-        if can_fire and max(v, 0.0) + max(cur, 0.0) * kmax[k] >= theta:
-            t0 = times[k]
+        c0 = cur + w[ids[k], j]
+        v0 = v
+        v = v0 * eb[k] + c0 * kap[k]
+        cur = c0 * ea[k]
+        if can_fire and needs_exact(v0, c0, v, cur, kmax[k], b, theta):
             t1 = times[k + 1] if k + 1 < stop else t_end
-            tc = t0
-            while True:
-                s = first_crossing(v, cur, t1 - tc, a, b, theta, method)
-                if s == math.inf:
-                    break
-                ts = tc + s
-                if ts >= t_end:
-                    break
-                cur = cur * math.exp(-a * s)
-                if n < cap:
-                    out_t[n] = ts
-                    out_dv[n] = cur - b * theta
-                n += 1
-                v = 0.0
-                tc = ts
-                if single_spike or n > max_spikes:
-                    can_fire = False
-                    break
+            v, cur, n, can_fire = exact_interval(v0, c0, v, cur, times[k], t1, t_end, ea[k],
+                                                 eb[k], kap[k], kmax[k], a, b, theta, method,
+                                                 single_spike, max_spikes, n, out_t, out_dv)
             if n > max_spikes:
                 return n, v
-            if tc == t0:
-                v = v * eb[k] + cur * kap[k]
-                cur = cur * ea[k]
-            else:
-                rest = t1 - tc
-                v = v * math.exp(-b * rest) + cur * kappa(rest, a, b)
-                cur = cur * math.exp(-a * rest)
-        else:
-            v = v * eb[k] + cur * kap[k]
-            cur = cur * ea[k]
     return n, v
 
 
@@ -91,9 +147,9 @@ def neuron_backward(times, ea, eb, kap, start, stop, t_end, a, b, theta,
     reverse scan accumulates the adjoint state (lambda_V, lambda_I) of the
     linear ODE backwards from t_end, where lambda_V = dL/dV(t_end) = ``nu``:
 
-    - between events (transposed state transition):
+    - between events (transposed state transition, ``adjoint_back``):
       lambda_I <- e^{-aL} lambda_I + kappa(L) lambda_V,  lambda_V <- e^{-bL} lambda_V
-    - at spike n, with g_n = dL/ds_n from downstream:
+    - at spike n, with g_n = dL/ds_n from downstream (``adjoint_spike``):
       mu_n = (g_n - theta b lambda_V) / V'(s_n^-),  lambda_V <- lambda_V - mu_n
       (the theta b lambda_V term is the reset path to all later spikes and to V(t_end);
       the synaptic-current path lives in lambda_I.)
@@ -111,19 +167,11 @@ def neuron_backward(times, ea, eb, kap, start, stop, t_end, a, b, theta,
         t0 = times[k]
         if m >= 0 and spk_t[m] > t0:
             while m >= 0 and spk_t[m] > t0:
-                s = spk_t[m]
-                gap = tcur - s
-                li = li * math.exp(-a * gap) + kappa(gap, a, b) * lv
-                lv = lv * math.exp(-b * gap)
-                slope = spk_dv[m]
-                if slope < min_slope:
-                    slope = min_slope
-                lv -= (spk_g[m] - theta * b * lv) / slope
-                tcur = s
+                li, lv = adjoint_back(li, lv, tcur - spk_t[m], a, b)
+                lv = adjoint_spike(lv, spk_g[m], spk_dv[m], min_slope, b, theta)
+                tcur = spk_t[m]
                 m -= 1
-            gap = tcur - t0
-            li = li * math.exp(-a * gap) + kappa(gap, a, b) * lv
-            lv = lv * math.exp(-b * gap)
+            li, lv = adjoint_back(li, lv, tcur - t0, a, b)
         else:
             li = li * ea[k] + kap[k] * lv
             lv = lv * eb[k]

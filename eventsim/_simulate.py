@@ -33,14 +33,15 @@ def prepare_inputs(times, ids, weights, t_end):
 
 
 def run_layer(times, ids, ptr, weights, lif: LIF, t_end, single_spike, method, max_spikes,
-              backend=_layer):
+              backend=_layer, cap=_INITIAL_CAP):
     """Run ``backend.layer_forward``, growing the per-neuron spike buffer until it fits.
 
     Returns (out_t, out_dv, counts, v_end); raises SpikeLimitError when a neuron
-    exceeds max_spikes.
+    exceeds max_spikes. ``cap`` is the first buffer size tried (the run is
+    repeated with a larger one when a neuron overflows it).
     """
     w = backend.prepare_weights(weights)
-    cap = _INITIAL_CAP
+    cap = max(1, min(int(cap), max_spikes + 1))
     while True:
         out_t, out_dv, counts, v_end = backend.layer_forward(
             times, ids, ptr, w, t_end, lif.rate_i, lif.rate_v, lif.threshold,

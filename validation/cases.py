@@ -69,7 +69,7 @@ def random_case(rng: np.random.Generator, tau_i: float, tau_v: float, n_in=None,
     if ties:
         times = np.floor(times * 32.0 / t_end) * (t_end / 32.0)
     ids = rng.integers(0, n_in, n_spikes)
-    rate = n_spikes / t_end
+    rate = max(n_spikes, 1) / t_end
     drive = rng.uniform(0.5, max_drive, n_out)
     mu = threshold * drive / (rate * tau_i * tau_v)
     w_one = threshold / kappa_peak_value(tau_i, tau_v)

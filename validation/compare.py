@@ -12,7 +12,11 @@ neuron, the spike trains of
   ``validation.ode.ode_simulate_layer``;
 * for p = 2: the engine vs the plain-loop eq. 19 reference
   ``validation.ode.closed_form_layer``, and the engine's method="closed_form"
-  vs method="root".
+  vs method="root";
+* ``eventsim.simulate_network`` (random recurrent weights of both signs,
+  delays 0, 0.01, 0.13) vs ``validation.ode.ode_simulate_network``
+  ("w_rec mattered" counts cases whose output differs from simulate_layer,
+  "runaway" cases hitting max_spikes_per_neuron=100 are skipped).
 
 A "count mismatch" is a (case, neuron) whose number of spikes differs; max|dt|
 is over neurons whose counts agree. Exit status 1 if any expectation fails:
@@ -31,7 +35,7 @@ import numpy as np
 import eventsim as es
 
 from .cases import TAUS, random_case
-from .ode import closed_form_layer, ode_simulate_layer
+from .ode import closed_form_layer, ode_simulate_layer, ode_simulate_network
 
 TOL_ODE = 1e-9
 TOL_CF_REF = 1e-10
@@ -55,6 +59,64 @@ def _diff(a_t, a_j, b_t, b_j, n):
         elif x.size:
             worst = max(worst, float(np.max(np.abs(x - y))))
     return bad, worst
+
+
+def random_recurrent(rng, n, tau_i):
+    """Sparse-ish random recurrent weights of either sign, strong enough to matter."""
+    w = rng.normal(0.0, 1.0, (n, n)) / np.sqrt(n) / tau_i * rng.choice([0.5, 2.0, 4.0])
+    w[rng.random((n, n)) < 0.3] = 0.0
+    return w
+
+
+def run_network(n_cases: int, seed: int, verbose: bool = True) -> bool:
+    """eventsim.simulate_network vs ode_simulate_network, random recurrent weights."""
+    if not hasattr(es, "simulate_network"):
+        if verbose:
+            print("\n(es.simulate_network missing: network comparison skipped)")
+        return True
+    ok = True
+    rows = []
+    for p, (tau_i, tau_v) in TAUS.items():
+        lif = es.LIF(tau_i, tau_v)
+        rng = np.random.default_rng([seed, int(p * 10000), 7])
+        s = dict(cases=0, spikes=0, changed=0, bad=0, dt=0.0, skipped=0)
+        for k in range(n_cases):
+            c = random_case(rng, tau_i, tau_v, n_out=int(rng.integers(3, 13)))
+            w_rec = random_recurrent(rng, c.n_out, tau_i)
+            delay = (0.0, 0.01, 0.13)[k % 3]
+            single = bool(k % 2)
+            try:
+                out = es.simulate_network(c.times, c.ids, c.weights, w_rec, lif, c.t_end,
+                                          delay=delay, single_spike=single,
+                                          max_spikes_per_neuron=100)
+            except es.SpikeLimitError:
+                s["skipped"] += 1
+                continue
+            o_t, o_j = ode_simulate_network(c.times, c.ids, c.weights, w_rec, tau_i, tau_v,
+                                            c.threshold, c.t_end, delay, single)
+            layer = es.simulate_layer(c.times, c.ids, c.weights, lif, c.t_end,
+                                      single_spike=single)
+            s["cases"] += 1
+            s["spikes"] += len(out)
+            s["changed"] += int(out != layer)
+            bad, dt = _diff(out.times, out.ids, o_t, o_j, c.n_out)
+            s["bad"] += bad
+            s["dt"] = max(s["dt"], dt)
+        row_ok = s["bad"] == 0 and s["dt"] <= TOL_ODE
+        ok &= row_ok
+        rows.append((p, s, row_ok))
+    if verbose:
+        print("\nsimulate_network vs ode_simulate_network (random w_rec, delay 0/0.01/0.13, "
+              "single and multi)")
+        head = (f"{'p':>7} {'cases':>5} {'spikes':>6} {'w_rec mattered':>14} {'runaway':>7} | "
+                f"{'miss':>5} {'max|dt|':>9} | ok")
+        print(head)
+        print("-" * len(head))
+        for p, s, row_ok in rows:
+            print(f"{p:>7g} {s['cases']:>5} {s['spikes']:>6} {s['changed']:>14} "
+                  f"{s['skipped']:>7} | {s['bad']:>5} {s['dt']:>9.2e} | "
+                  f"{'yes' if row_ok else 'NO'}")
+    return ok
 
 
 def run(n_cases: int, seed: int, verbose: bool = True) -> bool:
@@ -125,11 +187,14 @@ def run(n_cases: int, seed: int, verbose: bool = True) -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="CI-sized run (3 cases per row)")
-    ap.add_argument("--cases", type=int, default=None, help="cases per row (default 40, quick 3)")
+    ap.add_argument("--cases", type=int, default=None, help="cases per row (default 100, quick 3; network rows use half)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    n = args.cases if args.cases is not None else (3 if args.quick else 40)
-    return 0 if run(n, args.seed) else 1
+    n = args.cases if args.cases is not None else (3 if args.quick else 100)
+    ok = run(n, args.seed)
+    ok &= run_network(max(3, n // 2), args.seed)
+    print(f"\noverall: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -26,13 +26,14 @@ Two references:
 
 from __future__ import annotations
 
+import heapq
 import math
 
 import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
-__all__ = ["ode_simulate_layer", "ode_membrane", "closed_form_layer", "RTOL", "ATOL",
+__all__ = ["ode_simulate_layer", "ode_membrane", "ode_simulate_network", "closed_form_layer", "RTOL", "ATOL",
            "MAX_STEP_FRACTION", "SAMPLES_PER_STEP"]
 
 #: solve_ivp tolerances
@@ -192,10 +193,15 @@ class _OdeLayer:
 
 
 def _run_ode(times, ids, weights, tau_i, tau_v, threshold, t_end, single_spike, t_eval=None,
-             max_step=None, samples=SAMPLES_PER_STEP):
+             max_step=None, samples=SAMPLES_PER_STEP, w_rec=None, delay=0.0):
     tau_i, tau_v, threshold = _check_taus(tau_i, tau_v, threshold)
     t_end = float(t_end)
     ev_t, jumps, n = _as_inputs(times, ids, weights, t_end)
+    # pending current jumps: (time, sequence number, jump vector); recurrent spikes are
+    # pushed as they happen (delay 0: at the spike time, applied right after the reset)
+    pending = [(float(t), k, jumps[k]) for k, t in enumerate(ev_t)]
+    heapq.heapify(pending)
+    seq = len(pending)
     sim = _OdeLayer(tau_i, tau_v, threshold, n, max_step, samples)
     y = np.zeros(2 * n)
     eligible = np.ones(n, dtype=bool)
@@ -207,12 +213,10 @@ def _run_ode(times, ids, weights, tau_i, tau_v, threshold, t_end, single_spike, 
         v_out = np.empty((t_eval.shape[0], n))
         i_out = np.empty((t_eval.shape[0], n))
     t = 0.0
-    k = 0
     while True:
-        while k < ev_t.shape[0] and ev_t[k] <= t:
-            y[n:] += jumps[k]
-            k += 1
-        t_next = min(float(ev_t[k]) if k < ev_t.shape[0] else t_end, t_end)
+        while pending and pending[0][0] <= t:
+            y[n:] += heapq.heappop(pending)[2]
+        t_next = min(pending[0][0] if pending else t_end, t_end)
         if t_next <= t:
             # only at t == t_end
             if t_eval is not None:
@@ -234,6 +238,9 @@ def _run_ode(times, ids, weights, tau_i, tau_v, threshold, t_end, single_spike, 
             y[j_spk] = 0.0
             if single_spike:
                 eligible[j_spk] = False
+            if w_rec is not None and np.any(w_rec[j_spk] != 0.0) and t_spk + delay < t_end:
+                heapq.heappush(pending, (t_spk + delay, seq, w_rec[j_spk]))
+                seq += 1
     out_t = np.asarray(out_t, dtype=np.float64)
     out_j = np.asarray(out_j, dtype=np.int64)
     order = np.lexsort((out_j, out_t))
@@ -295,6 +302,34 @@ def ode_membrane(times, ids, weights, tau_i, tau_v, threshold=1.0, t_end=1.0,
     """
     return _run_ode(times, ids, weights, tau_i, tau_v, threshold, t_end, single_spike,
                     t_eval=t_eval, max_step=max_step, samples=samples)
+
+
+def ode_simulate_network(times, ids, w_in, w_rec, tau_i, tau_v, threshold=1.0, t_end=1.0,
+                         delay=0.0, single_spike=False, *, max_step=None,
+                         samples=SAMPLES_PER_STEP):
+    """Recurrent network of N neurons by the same piecewise ODE integration.
+
+    ``w_in`` (n_in, N); ``w_rec`` (N, N) dense or scipy.sparse, w_rec[i, j] is the
+    jump of I_j at a spike of neuron i (self-connections allowed). A spike at
+    t_s reaches its targets at t_s + delay (delay 0: at t_s itself, after the
+    spiking neuron's reset; since only I jumps, V stays continuous and the
+    order of simultaneous jumps does not matter). Arrivals at or after t_end
+    are dropped. Strictness as in ``ode_simulate_layer``.
+    Returns (spike_times, spike_ids) sorted by (time, id).
+    """
+    if hasattr(w_rec, "toarray"):
+        w_rec = w_rec.toarray()
+    if hasattr(w_in, "toarray"):
+        w_in = w_in.toarray()
+    w_rec = np.asarray(w_rec, dtype=np.float64)
+    w_in = np.asarray(w_in, dtype=np.float64)
+    if w_in.ndim != 2 or w_rec.shape != (w_in.shape[1], w_in.shape[1]):
+        raise ValueError(f"w_rec must have shape (N, N) with N = w_in.shape[1], got "
+                         f"{w_rec.shape} and w_in {w_in.shape}")
+    if not (delay >= 0 and math.isfinite(delay)):
+        raise ValueError("delay must be finite and >= 0")
+    return _run_ode(times, ids, w_in, tau_i, tau_v, threshold, t_end, single_spike,
+                    max_step=max_step, samples=samples, w_rec=w_rec, delay=float(delay))
 
 
 # --------------------------------------------------------------------------- p = 2 closed form

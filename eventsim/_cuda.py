@@ -1,0 +1,410 @@
+"""CUDA backend: the layer kernels of ``eventsim._layer`` on an NVIDIA GPU (numba.cuda).
+
+This is the only module of the package that imports ``numba.cuda``; it is
+imported lazily by ``Network(device="cuda")`` through :func:`backend`.
+
+The maths exists once. The kernels below are thin drivers that call the very
+same scalar ``@njit`` functions as the CPU backend: ``neuron_forward`` and
+``neuron_backward`` (``eventsim._neuron``), ``interval_factors_one``
+(``eventsim._layer``) and ``kappa`` (``eventsim._math``). Numba compiles a
+plain ``@njit`` function called from a ``@cuda.jit`` kernel as a device
+function (with the numpy error model, no exceptions). Under the CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``, used by the tests) kernels run as Python, so
+they call the functions' ``py_func`` instead, which in turn call the same
+CPU-compiled scalar functions.
+
+Every backend function takes and returns host NumPy arrays, with the same
+signature and results (up to floating-point rounding: the GPU's libdevice
+``exp``/``log`` and a different summation order) as its CPU twin in
+``eventsim._layer``. Inputs are copied to the GPU and results back on each
+call. Layout and threads:
+
+- ``w`` is C-order (n_in, n_out), so threads with consecutive neuron index
+  ``j`` read consecutive weights (coalesced).
+- forward and backward scans: one thread per (sample, neuron), neuron fastest.
+- backward: the scans write lambda_I and (a lambda_I - lambda_V) of every
+  (input spike, neuron) pair into (rows, n_out) scratch arrays; dL/dw[i, j] is
+  then summed by one thread per (i, j) over the input spikes of i (in spike
+  order, so results are deterministic), and dL/d(input time) by one thread per
+  input spike. Samples are processed in groups whose scratch fits in
+  ``SCRATCH_BYTES``.
+- merging/sorting spike lists (``merge_spikes``, ``dense_to_lists``,
+  ``scatter_spike_grads``) and ``readout_time_grads`` reuse the CPU functions on
+  the host: they are O(spikes) bookkeeping, not the heavy part.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import warnings
+
+import numpy as np
+from numba import config as _numba_config
+from numba import cuda
+
+from . import _layer
+from ._layer import interval_factors_one
+from ._math import kappa
+from ._neuron import exact_interval, neuron_backward, neuron_forward
+
+#: True when numba runs kernels in its pure-Python CUDA simulator
+SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
+
+#: bytes of GPU scratch for the backward pass (lambda arrays of one sample group)
+SCRATCH_BYTES = 1 << 30
+
+#: threads per block (the simulator runs every thread as a Python thread)
+_TPB = 32 if SIMULATOR else 128
+
+if SIMULATOR:
+    # The simulator hands kernels fake arrays that compiled njit code cannot
+    # take, so it runs the Python source of the drivers; the scalar maths they
+    # call (first_crossing, kappa, ...) is still the compiled CPU code. Python
+    # functions that take arrays must call each other's Python source too.
+    import types as _types
+
+    def _python_source(fn, **replace):
+        f = fn.py_func
+        scope = dict(f.__globals__, **replace)
+        return _types.FunctionType(f.__code__, scope, f.__name__, f.__defaults__,
+                                   f.__closure__)
+
+    _neuron_forward = _python_source(neuron_forward,
+                                     exact_interval=exact_interval.py_func)
+    _neuron_backward = neuron_backward.py_func
+    _interval_factors_one = interval_factors_one.py_func
+    _kappa = kappa.py_func
+else:
+    _neuron_forward = neuron_forward
+    _neuron_backward = neuron_backward
+    _interval_factors_one = interval_factors_one
+    _kappa = kappa
+
+    # numba >= 0.61 types the builtins min/max through a *args overload that
+    # the CUDA target bundled with numba cannot compile ("Signature mismatch:
+    # 2 argument types given, but function takes 1 arguments"). The scalar
+    # maths uses two-argument min/max, so give the CUDA target its own
+    # two-argument versions, with numba's semantics (y if y < x else x).
+    from numba.core import types as _nbtypes
+    from numba.core.extending import overload as _overload
+
+    @_overload(min, target="cuda")
+    def _cuda_min2(x, y):
+        if isinstance(x, _nbtypes.Number) and isinstance(y, _nbtypes.Number):
+            def impl(x, y):
+                return y if y < x else x
+            return impl
+        return None
+
+    @_overload(max, target="cuda")
+    def _cuda_max2(x, y):
+        if isinstance(x, _nbtypes.Number) and isinstance(y, _nbtypes.Number):
+            def impl(x, y):
+                return y if y > x else x
+            return impl
+        return None
+
+
+# --------------------------------------------------------------------- kernels
+@cuda.jit(device=True)
+def _sample_of(ptr, k):
+    """Sample s with ptr[s] <= k < ptr[s + 1] (binary search; ptr is non-decreasing)."""
+    lo = 0
+    hi = ptr.shape[0] - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ptr[mid] <= k:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@cuda.jit
+def _interval_factors_kernel(times, ptr, t_end, a, b, ea, eb, kap, kmax):
+    k = cuda.grid(1)
+    if k >= times.shape[0]:
+        return
+    s = _sample_of(ptr, k)
+    _interval_factors_one(k, times, ptr[s + 1], t_end, a, b, ea, eb, kap, kmax)
+
+
+@cuda.jit
+def _forward_kernel(times, ids, ptr, ea, eb, kap, kmax, t_end, w, a, b, theta, single_spike,
+                    method, max_spikes, cap, out_t, out_dv, counts, v_end):
+    flat = cuda.grid(1)
+    n_out = w.shape[1]
+    if flat >= (ptr.shape[0] - 1) * n_out:
+        return
+    s = flat // n_out
+    j = flat - s * n_out
+    ot = out_t[s, j, :cap]
+    od = out_dv[s, j, :cap]
+    n, v = _neuron_forward(j, times, ids, ea, eb, kap, kmax, ptr[s], ptr[s + 1], t_end, w,
+                           a, b, theta, single_spike, method, max_spikes, ot, od)
+    first_free = n if n < cap else cap
+    for q in range(first_free, cap):
+        ot[q] = math.inf
+        od[q] = 0.0
+    counts[s, j] = n
+    v_end[s, j] = v
+
+
+@cuda.jit
+def _backward_kernel(times, ptr, ea, eb, kap, s0, s1, r0, t_end, a, b, theta, out_t, out_dv,
+                     counts, spk_g, nu, min_slope, li_all, lt_all):
+    flat = cuda.grid(1)
+    n_out = counts.shape[1]
+    if flat >= (s1 - s0) * n_out:
+        return
+    s = s0 + flat // n_out
+    j = flat - (s - s0) * n_out
+    start = ptr[s]
+    stop = ptr[s + 1]
+    li = li_all[start - r0:stop - r0, j]
+    lt = lt_all[start - r0:stop - r0, j]
+    if counts[s, j] == 0 and nu[s, j] == 0.0:
+        for q in range(stop - start):
+            li[q] = 0.0
+            lt[q] = 0.0
+        return
+    _neuron_backward(times, ea, eb, kap, start, stop, t_end, a, b, theta, out_t[s, j],
+                     out_dv[s, j], spk_g[s, j], counts[s, j], nu[s, j], min_slope, li, lt)
+
+
+@cuda.jit
+def _grad_w_kernel(order, iptr, li_all, grad_w):
+    """grad_w[i, j] += sum of li_all[r, j] over the rows r of input i (rows listed by order)."""
+    flat = cuda.grid(1)
+    n_out = grad_w.shape[1]
+    if flat >= grad_w.shape[0] * n_out:
+        return
+    i = flat // n_out
+    j = flat - i * n_out
+    acc = grad_w[i, j]
+    for q in range(iptr[i], iptr[i + 1]):
+        acc += li_all[order[q], j]
+    grad_w[i, j] = acc
+
+
+@cuda.jit
+def _grad_in_kernel(ids, w, lt_all, r0, r1, grad_in):
+    """grad_in[k] = sum_j w[ids[k], j] * lt[k, j] for the rows k in [r0, r1)."""
+    q = cuda.grid(1)
+    if q >= r1 - r0:
+        return
+    k = r0 + q
+    i = ids[k]
+    acc = 0.0
+    for j in range(w.shape[1]):
+        acc += w[i, j] * lt_all[q, j]
+    grad_in[k] = acc
+
+
+@cuda.jit
+def _readout_features_kernel(times, ids, ptr, t_out, a, b, phi):
+    s = cuda.grid(1)
+    if s >= ptr.shape[0] - 1:
+        return
+    for i in range(phi.shape[1]):
+        phi[s, i] = 0.0
+    for k in range(ptr[s], ptr[s + 1]):
+        phi[s, ids[k]] += _kappa(t_out - times[k], a, b)
+
+
+# ------------------------------------------------------------------ host side
+def _launch(kernel, n_threads, *args):
+    if n_threads <= 0:
+        return
+    blocks = (n_threads + _TPB - 1) // _TPB
+    with warnings.catch_warnings():
+        # small grids (a few samples) are legitimate; do not warn about occupancy
+        warnings.filterwarnings("ignore", message=".*under-utilization.*")
+        kernel[blocks, _TPB](*args)
+
+
+def _dev(arr, dtype):
+    """Contiguous device copy of a host array (size-0 arrays get one dummy element)."""
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if arr.size == 0:
+        arr = np.zeros((1,) * arr.ndim, dtype)
+    return cuda.to_device(arr)
+
+
+def _interval_factors_dev(d_times, d_ptr, n_inputs, t_end, a, b):
+    shape = max(n_inputs, 1)
+    ea = cuda.device_array(shape)
+    eb = cuda.device_array(shape)
+    kap = cuda.device_array(shape)
+    kmax = cuda.device_array(shape)
+    _launch(_interval_factors_kernel, n_inputs, d_times, d_ptr, float(t_end), float(a),
+            float(b), ea, eb, kap, kmax)
+    return ea, eb, kap, kmax
+
+
+def prepare_weights(w):
+    """Weights in the layout the CUDA kernels read fastest: C-order (n_in, n_out)."""
+    return np.ascontiguousarray(w, dtype=np.float64)
+
+
+def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method, max_spikes,
+                  cap):
+    """GPU twin of ``eventsim._layer.layer_forward``: (out_t, out_dv, counts, v_end)."""
+    ptr = np.ascontiguousarray(ptr, dtype=np.int64)
+    n_samples = ptr.shape[0] - 1
+    n_out = w.shape[1]
+    cap = int(cap)
+    n_inputs = int(np.asarray(times).shape[0])
+    if n_samples == 0 or n_out == 0:
+        return (np.full((n_samples, n_out, cap), np.inf), np.zeros((n_samples, n_out, cap)),
+                np.zeros((n_samples, n_out), np.int64), np.zeros((n_samples, n_out)))
+    d_times = _dev(times, np.float64)
+    d_ids = _dev(ids, np.int64)
+    d_ptr = cuda.to_device(ptr)
+    d_w = _dev(w, np.float64)
+    ea, eb, kap, kmax = _interval_factors_dev(d_times, d_ptr, n_inputs, t_end, a, b)
+    slots = max(cap, 1)
+    d_out_t = cuda.device_array((n_samples, n_out, slots))
+    d_out_dv = cuda.device_array((n_samples, n_out, slots))
+    d_counts = cuda.device_array((n_samples, n_out), np.int64)
+    d_v_end = cuda.device_array((n_samples, n_out))
+    _launch(_forward_kernel, n_samples * n_out, d_times, d_ids, d_ptr, ea, eb, kap, kmax,
+            float(t_end), d_w, float(a), float(b), float(theta), bool(single_spike),
+            int(method), int(max_spikes), cap, d_out_t, d_out_dv, d_counts, d_v_end)
+    out_t = d_out_t.copy_to_host()[:, :, :cap]
+    out_dv = d_out_dv.copy_to_host()[:, :, :cap]
+    if cap != slots:
+        out_t, out_dv = np.ascontiguousarray(out_t), np.ascontiguousarray(out_dv)
+    return out_t, out_dv, d_counts.copy_to_host(), d_v_end.copy_to_host()
+
+
+def _sample_groups(ptr, row_bytes, budget):
+    """Consecutive sample ranges [s0, s1) whose input rows each fit in budget bytes."""
+    n_samples = ptr.shape[0] - 1
+    max_rows = max(1, budget // max(row_bytes, 1))
+    groups = []
+    s0 = 0
+    while s0 < n_samples:
+        s1 = s0 + 1
+        while s1 < n_samples and ptr[s1 + 1] - ptr[s0] <= max_rows:
+            s1 += 1
+        groups.append((s0, s1))
+        s0 = s1
+    return groups
+
+
+def _rows_by_input(ids_rows, n_in):
+    """Stable order of rows grouped by input id, and the CSR starts of each id."""
+    key = ids_rows.astype(np.uint16) if n_in <= 65536 else ids_rows
+    order = np.argsort(key, kind="stable").astype(np.int64)
+    iptr = np.zeros(n_in + 1, np.int64)
+    np.cumsum(np.bincount(ids_rows, minlength=n_in), out=iptr[1:])
+    return order, iptr
+
+
+def layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts, merged,
+                   spk_g, nu, min_slope, want_input_grad):
+    """GPU twin of ``eventsim._layer.layer_backward``: (grad_w (n_in, n_out), grad_in).
+
+    ``merged`` (the layer's sorted spike list) is not needed here: each thread
+    scans its own neuron's spikes."""
+    ptr = np.ascontiguousarray(ptr, dtype=np.int64)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    n_samples = ptr.shape[0] - 1
+    n_in, n_out = w.shape
+    n_inputs = int(np.asarray(times).shape[0])
+    grad_in = np.zeros(n_inputs)
+    if n_samples == 0 or n_out == 0 or n_inputs == 0:
+        return np.zeros((n_in, n_out)), grad_in
+    d_times = _dev(times, np.float64)
+    d_ids = _dev(ids, np.int64)
+    d_ptr = cuda.to_device(ptr)
+    d_w = _dev(w, np.float64)
+    ea, eb, kap, _ = _interval_factors_dev(d_times, d_ptr, n_inputs, t_end, a, b)
+    d_out_t = _dev(out_t, np.float64)
+    d_out_dv = _dev(out_dv, np.float64)
+    d_counts = _dev(counts, np.int64)
+    d_spk_g = _dev(spk_g, np.float64)
+    d_nu = _dev(nu, np.float64)
+    d_grad_w = cuda.to_device(np.zeros((n_in, n_out)))
+    d_grad_in = cuda.device_array(n_inputs)
+    groups = _sample_groups(ptr, 2 * 8 * n_out, SCRATCH_BYTES)
+    max_rows = max(int(ptr[s1] - ptr[s0]) for s0, s1 in groups)
+    li_all = cuda.device_array((max(max_rows, 1), n_out))
+    lt_all = cuda.device_array((max(max_rows, 1), n_out))
+    for s0, s1 in groups:
+        r0, r1 = int(ptr[s0]), int(ptr[s1])
+        if r1 == r0:
+            continue
+        _launch(_backward_kernel, (s1 - s0) * n_out, d_times, d_ptr, ea, eb, kap, s0, s1, r0,
+                float(t_end), float(a), float(b), float(theta), d_out_t, d_out_dv, d_counts,
+                d_spk_g, d_nu, float(min_slope), li_all, lt_all)
+        order, iptr = _rows_by_input(ids[r0:r1], n_in)
+        _launch(_grad_w_kernel, n_in * n_out, cuda.to_device(order), cuda.to_device(iptr),
+                li_all, d_grad_w)
+        if want_input_grad:
+            _launch(_grad_in_kernel, r1 - r0, d_ids, d_w, lt_all, r0, r1, d_grad_in)
+    if want_input_grad:
+        grad_in = d_grad_in.copy_to_host()
+    return d_grad_w.copy_to_host(), grad_in
+
+
+def readout_features(times, ids, ptr, n_in, t_out, a, b):
+    """GPU twin of ``eventsim._layer.readout_features``: phi (B, n_in)."""
+    ptr = np.ascontiguousarray(ptr, dtype=np.int64)
+    n_samples = ptr.shape[0] - 1
+    n_in = int(n_in)
+    if n_samples == 0 or n_in == 0:
+        return np.zeros((n_samples, n_in))
+    d_phi = cuda.device_array((n_samples, n_in))
+    _launch(_readout_features_kernel, n_samples, _dev(times, np.float64), _dev(ids, np.int64),
+            cuda.to_device(ptr), float(t_out), float(a), float(b), d_phi)
+    return d_phi.copy_to_host()
+
+
+# host bookkeeping shared with the CPU backend
+merge_spikes = _layer.merge_spikes
+scatter_spike_grads = _layer.scatter_spike_grads
+dense_to_lists = _layer.dense_to_lists
+readout_time_grads = _layer.readout_time_grads
+
+
+# ------------------------------------------------------------------ selection
+def is_available() -> bool:
+    """True when numba can run CUDA kernels here (always True under the simulator)."""
+    try:
+        return bool(cuda.is_available())
+    except Exception:  # a broken driver install counts as "no GPU"
+        return False
+
+
+_BACKEND = None
+
+
+def backend():
+    """The CUDA backend: a namespace with the functions of ``eventsim._layer``.
+
+    Raises RuntimeError when no usable CUDA GPU (or the simulator) is present.
+    """
+    global _BACKEND
+    if not is_available():
+        raise RuntimeError(
+            "device='cuda' was requested but no CUDA GPU is available: numba.cuda found no "
+            "usable CUDA driver/GPU (see `python -c \"from numba import cuda; cuda.detect()\"`); "
+            "use device='cpu' (or set NUMBA_ENABLE_CUDASIM=1 before importing numba to run the "
+            "CUDA kernels in numba's slow CPU simulator)")
+    if _BACKEND is None:
+        _BACKEND = types.SimpleNamespace(
+            name="cuda",
+            simulator=SIMULATOR,
+            prepare_weights=prepare_weights,
+            layer_forward=layer_forward,
+            layer_backward=layer_backward,
+            merge_spikes=merge_spikes,
+            scatter_spike_grads=scatter_spike_grads,
+            dense_to_lists=dense_to_lists,
+            readout_features=readout_features,
+            readout_time_grads=readout_time_grads,
+        )
+    return _BACKEND

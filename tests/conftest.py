@@ -1,0 +1,32 @@
+"""Test configuration: hypothesis profiles and import paths.
+
+Profiles (select with the environment variable HYPOTHESIS_PROFILE):
+
+* ``dev`` (default): deadline=None (numba compiles on first call), 40 examples.
+* ``ci``: deadline=None, 12 examples, for a fast CI run.
+* ``thorough``: deadline=None, 300 examples, for a local soak.
+
+Tests that call the slow solve_ivp reference cap their example count with
+``strategies.few(n)`` so they stay cheap in every profile.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+
+_HERE = Path(__file__).resolve().parent
+for p in (str(_HERE.parent), str(_HERE)):  # `validation` package and `naive` helpers
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.register_profile("dev", max_examples=40, **_common)
+settings.register_profile("ci", max_examples=12, **_common)
+settings.register_profile("thorough", max_examples=300, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+

@@ -1,0 +1,319 @@
+"""CUDA backend (eventsim._cuda) against the CPU backend (eventsim._layer).
+
+The CUDA kernels run under numba's CUDA simulator, which must be switched on
+before numba.cuda is first imported, so these tests run in their own process::
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda_sim.py
+
+In a normal run (no simulator) they are skipped; what runs instead is the check
+that device="cuda" without a GPU fails with a clear error, and a compile-only
+check that every kernel translates to PTX for an H200-class GPU (sm_90) when the
+CUDA toolkit's NVVM library is installed (no GPU or driver needed).
+
+The simulator runs each GPU thread as a Python thread, so inputs are tiny.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import eventsim as es
+from eventsim import _layer
+from eventsim._math import CLOSED_FORM, ROOT
+
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+TOL = 1e-12
+
+
+def sim_only(test):
+    """Marks a test that runs CUDA kernels under the simulator (skipped without it)."""
+    test = pytest.mark.skipif(not SIM, reason="needs NUMBA_ENABLE_CUDASIM=1 (own process)")(test)
+    return pytest.mark.cudasim(test)
+
+
+def _cuda_backend():
+    from eventsim import _cuda
+    return _cuda.backend()
+
+
+def _close(got, want, tol=TOL):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape
+    assert got.dtype.kind == want.dtype.kind
+    finite = np.isfinite(want)
+    assert np.array_equal(np.isfinite(got), finite)
+    assert np.array_equal(got[~finite], want[~finite])
+    scale = max(1.0, float(np.abs(want[finite]).max())) if finite.any() else 1.0
+    err = float(np.abs(got[finite] - want[finite]).max()) if finite.any() else 0.0
+    assert err <= tol * scale, f"max abs diff {err:.3e}"
+
+
+def _layer_case(seed, n_samples=3, n_in=4, n_out=4, rate=3.0):
+    """Input spike lists (~3-4 per sample) and weights that make neurons fire repeatedly."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, (n_samples, n_in))
+    x[rng.random(x.shape) < 0.15] = np.inf
+    x[0, 0] = 1.5                     # at/after t_end: dropped
+    times, ids, ptr = _layer.dense_to_lists(x, 1.0)
+    w = rng.normal(1.0, 1.5, (n_in, n_out)) * rate
+    return x, times, ids, ptr, w
+
+
+CASES = [  # (seed, tau_i, tau_v, method, single_spike)
+    (0, 0.8, 0.4, CLOSED_FORM, False),   # p = 2, paper setting
+    (1, 0.8, 0.8, ROOT, False),          # p = 1
+    (2, 0.5, 0.8, ROOT, True),           # p < 1, TTFS
+]
+
+
+@sim_only
+@pytest.mark.parametrize("seed,tau_i,tau_v,method,single", CASES)
+def test_layer_kernels_match_cpu(seed, tau_i, tau_v, method, single):
+    cu = _cuda_backend()
+    lif = es.LIF(tau_i, tau_v)
+    a, b, theta = lif.rate_i, lif.rate_v, lif.threshold
+    x, times, ids, ptr, w = _layer_case(seed)
+
+    # host bookkeeping (shared) and dense_to_lists
+    for got, want in zip(cu.dense_to_lists(x, 1.0), (times, ids, ptr)):
+        _close(got, want, 0.0)
+
+    cap = 3   # small, so some neurons overflow their buffer and only count on
+    fwd_cpu = _layer.layer_forward(times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b, theta,
+                                   single, method, 10_000, cap)
+    fwd_gpu = cu.layer_forward(times, ids, ptr, cu.prepare_weights(w), 1.0, a, b, theta,
+                               single, method, 10_000, cap)
+    for got, want in zip(fwd_gpu, fwd_cpu):
+        _close(got, want)
+    counts = fwd_cpu[2]
+    assert counts.sum() > 0 and (counts.max() > 1 or single)
+
+    # rerun with a buffer that fits, as run_layer does
+    cap = max(int(counts.max()), 1)
+    fwd_cpu = _layer.layer_forward(times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b, theta,
+                                   single, method, 10_000, cap)
+    fwd_gpu = cu.layer_forward(times, ids, ptr, cu.prepare_weights(w), 1.0, a, b, theta,
+                               single, method, 10_000, cap)
+    for got, want in zip(fwd_gpu, fwd_cpu):
+        _close(got, want)
+    out_t, out_dv, counts, v_end = fwd_cpu
+
+    merged_cpu = _layer.merge_spikes(out_t, counts)
+    for got, want in zip(cu.merge_spikes(out_t, counts), merged_cpu):
+        _close(got, want, 0.0)
+    m_times, m_ids, m_ptr, src_n = merged_cpu
+
+    rng = np.random.default_rng(seed + 7)
+    g_spikes = rng.normal(size=m_times.shape[0])
+    spk_g = _layer.scatter_spike_grads(g_spikes, m_ids, m_ptr, src_n, w.shape[1], cap)
+    _close(cu.scatter_spike_grads(g_spikes, m_ids, m_ptr, src_n, w.shape[1], cap), spk_g, 0.0)
+
+    nu = rng.normal(size=v_end.shape)
+    nu[0, 0] = 0.0   # with no spikes either, (0, 0) is skipped if silent
+    for want_input_grad in (True, False):
+        bwd_cpu = _layer.layer_backward(times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b,
+                                        theta, out_t, out_dv, counts, _layer.merge_spikes(out_t, counts), spk_g, nu, 0.0,
+                                        want_input_grad)
+        bwd_gpu = cu.layer_backward(times, ids, ptr, cu.prepare_weights(w), 1.0, a, b, theta,
+                                    out_t, out_dv, counts, _layer.merge_spikes(out_t, counts), spk_g, nu, 0.0, want_input_grad)
+        for got, want in zip(bwd_gpu, bwd_cpu):
+            _close(got, want)
+    # the slope clip goes through the same code
+    bwd_cpu = _layer.layer_backward(times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b,
+                                    theta, out_t, out_dv, counts, _layer.merge_spikes(out_t, counts), spk_g, nu, 5.0, True)
+    bwd_gpu = cu.layer_backward(times, ids, ptr, cu.prepare_weights(w), 1.0, a, b, theta,
+                                out_t, out_dv, counts, _layer.merge_spikes(out_t, counts), spk_g, nu, 5.0, True)
+    for got, want in zip(bwd_gpu, bwd_cpu):
+        _close(got, want)
+
+    phi = _layer.readout_features(m_times, m_ids, m_ptr, w.shape[1], 1.0, a, b)
+    _close(cu.readout_features(m_times, m_ids, m_ptr, w.shape[1], 1.0, a, b), phi)
+    h = rng.normal(size=phi.shape)
+    _close(cu.readout_time_grads(m_times, m_ids, m_ptr, h, 1.0, a, b),
+           _layer.readout_time_grads(m_times, m_ids, m_ptr, h, 1.0, a, b))
+
+
+def _forward_backward(be, times, ids, ptr, w, lif, single, method, rng_seed):
+    a, b, theta = lif.rate_i, lif.rate_v, lif.threshold
+    wp = be.prepare_weights(w)
+    cap = 1
+    while True:
+        fwd = be.layer_forward(times, ids, ptr, wp, 1.0, a, b, theta, single, method, 10_000, cap)
+        if fwd[2].max(initial=0) <= cap:
+            break
+        cap = int(fwd[2].max())
+    rng = np.random.default_rng(rng_seed)
+    spk_g = np.where(np.isfinite(fwd[0]), rng.normal(size=fwd[0].shape), 0.0)
+    nu = rng.normal(size=fwd[3].shape) * (rng.random(fwd[3].shape) < 0.7)
+    bwd = be.layer_backward(times, ids, ptr, wp, 1.0, a, b, theta, fwd[0], fwd[1], fwd[2],
+                            _layer.merge_spikes(fwd[0], fwd[2]), spk_g, nu, 0.0, True)
+    return fwd + bwd
+
+
+@sim_only
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31), n_in=st.integers(1, 5), n_out=st.integers(1, 4),
+       batch=st.integers(1, 3), p=st.sampled_from([0.5, 1.0, 2.0, 3.0]), single=st.booleans(),
+       grid=st.sampled_from([0.0, 0.125]), scale=st.floats(0.5, 6.0))
+def test_random_layers_match_cpu(seed, n_in, n_out, batch, p, single, grid, scale):
+    """Random small layers (with tied input times when grid > 0), forward and backward."""
+    cu = _cuda_backend()
+    lif = es.LIF(0.8, 0.8 / p)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.2, (batch, n_in))
+    if grid:
+        x = np.round(x / grid) * grid
+    x[rng.random(x.shape) < 0.2] = np.inf
+    times, ids, ptr = _layer.dense_to_lists(x, 1.0)
+    w = rng.normal(0.5, 1.5, (n_in, n_out)) * scale
+    method = CLOSED_FORM if p == 2.0 and rng.random() < 0.5 else ROOT
+    want = _forward_backward(_layer, times, ids, ptr, w, lif, single, method, seed)
+    got = _forward_backward(cu, times, ids, ptr, w, lif, single, method, seed)
+    for g, wnt in zip(got, want):
+        _close(g, wnt)
+
+
+@sim_only
+def test_sample_groups_split_scratch(monkeypatch):
+    """Backward in several sample groups (small scratch budget) gives the same gradients."""
+    from eventsim import _cuda
+    cu = _cuda_backend()
+    lif = es.LIF(0.8, 0.4)
+    a, b, theta = lif.rate_i, lif.rate_v, lif.threshold
+    _, times, ids, ptr, w = _layer_case(3)
+    counts = _layer.layer_forward(times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b,
+                                  theta, False, CLOSED_FORM, 10_000, 1)[2]
+    out_t, out_dv, counts, v_end = _layer.layer_forward(
+        times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b, theta, False, CLOSED_FORM,
+        10_000, int(counts.max()))
+    rng = np.random.default_rng(0)
+    spk_g = np.where(np.isfinite(out_t), rng.normal(size=out_t.shape), 0.0)
+    nu = rng.normal(size=v_end.shape)
+    want = _layer.layer_backward(times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b, theta,
+                                 out_t, out_dv, counts, _layer.merge_spikes(out_t, counts), spk_g, nu, 0.0, True)
+    monkeypatch.setattr(_cuda, "SCRATCH_BYTES", 1)   # one sample per group
+    assert len(_cuda._sample_groups(ptr, 2 * 8 * w.shape[1], 1)) == ptr.shape[0] - 1
+    got = cu.layer_backward(times, ids, ptr, cu.prepare_weights(w), 1.0, a, b, theta,
+                            out_t, out_dv, counts, _layer.merge_spikes(out_t, counts), spk_g, nu, 0.0, True)
+    for g, wnt in zip(got, want):
+        _close(g, wnt)
+
+
+@sim_only
+def test_empty_inputs():
+    cu = _cuda_backend()
+    lif = es.LIF(0.8, 0.4)
+    a, b, theta = lif.rate_i, lif.rate_v, lif.threshold
+    x = np.full((2, 3), np.inf)
+    x[1, 2] = 0.3     # sample 0 has no input at all
+    times, ids, ptr = cu.dense_to_lists(x, 1.0)
+    w = np.full((3, 2), 50.0)
+    fwd_cpu = _layer.layer_forward(times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b, theta,
+                                   False, CLOSED_FORM, 10_000, 16)
+    fwd_gpu = cu.layer_forward(times, ids, ptr, cu.prepare_weights(w), 1.0, a, b, theta,
+                               False, CLOSED_FORM, 10_000, 16)
+    for got, want in zip(fwd_gpu, fwd_cpu):
+        _close(got, want)
+    times0, ids0, ptr0 = cu.dense_to_lists(np.full((2, 3), np.inf), 1.0)
+    out = cu.layer_forward(times0, ids0, ptr0, cu.prepare_weights(w), 1.0, a, b, theta,
+                           False, CLOSED_FORM, 10_000, 16)
+    assert out[2].sum() == 0 and np.all(out[3] == 0.0) and np.all(np.isinf(out[0]))
+    zeros = np.zeros((2, 2, 16))
+    gw, gi = cu.layer_backward(times0, ids0, ptr0, cu.prepare_weights(w), 1.0, a, b, theta,
+                               out[0], out[1], out[2], _layer.merge_spikes(out[0], out[2]), zeros, np.ones((2, 2)), 0.0, True)
+    assert gw.shape == (3, 2) and np.all(gw == 0.0) and gi.shape == (0,)
+    _close(cu.readout_features(times0, ids0, ptr0, 3, 1.0, a, b), np.zeros((2, 3)))
+
+
+def _tiny_net(device, p=2.0, single_spike=False):
+    net = es.Network([6, 5, 4, 3], es.LIF(0.8, 0.8 / p), single_spike=single_spike, seed=1,
+                     device=device)
+    rng = np.random.default_rng(5)
+    net.weights = [rng.normal(1.0, 1.5, w.shape) * 6.0 / np.sqrt(w.shape[0])
+                   for w in net.weights]
+    return net
+
+
+@sim_only
+@pytest.mark.parametrize("p,single", [(2.0, False), (0.5, True)])
+def test_network_end_to_end(p, single):
+    cpu, gpu = _tiny_net("cpu", p, single), _tiny_net("cuda", p, single)
+    rng = np.random.default_rng(11)
+    x = rng.uniform(0.0, 1.0, (2, 6))
+    x[rng.random(x.shape) < 0.2] = np.inf
+    labels = np.array([0, 2])
+    rc, rg = cpu.forward(x), gpu.forward(x)
+    _close(rg.v_out, rc.v_out)
+    for hc, hg in zip(rc.v_hidden, rg.v_hidden):
+        _close(hg, hc)
+    for cc, cg in zip(rc.spike_counts, rg.spike_counts):
+        assert np.array_equal(cg, cc)
+    assert sum(int(c.sum()) for c in rc.spike_counts) > 0
+    loss_c, grads_c, gx_c = cpu.loss_and_grad(x, labels, wrt_inputs=True)
+    loss_g, grads_g, gx_g = gpu.loss_and_grad(x, labels, wrt_inputs=True)
+    assert abs(loss_g - loss_c) <= TOL * max(1.0, abs(loss_c))
+    for gg, gc in zip(grads_g, grads_c):
+        _close(gg, gc)
+    _close(gx_g, gx_c)
+
+
+@pytest.mark.skipif(SIM, reason="checks the no-GPU error, not the simulator")
+def test_cuda_without_gpu_raises_clear_error():
+    from numba import cuda
+    if cuda.is_available():
+        pytest.skip("a CUDA GPU is available here")
+    with pytest.raises(RuntimeError, match=r"device='cuda' was requested but no CUDA GPU.*"
+                                           r"device='cpu'"):
+        es.Network([4, 3, 2], es.LIF(0.8, 0.4), device="cuda")
+    from eventsim import _cuda
+    assert _cuda.is_available() is False
+
+
+def _nvvm_available():
+    try:
+        from numba.cuda.cudadrv import nvvm
+        return bool(nvvm.is_available())
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(SIM, reason="compiles for a real GPU, not the simulator")
+def test_kernels_compile_to_ptx(monkeypatch):
+    """Every kernel (with the shared njit maths inlined as device functions) compiles for sm_90.
+
+    Needs only the CUDA toolkit's NVVM library, no GPU: this is what catches a
+    scalar function that numba's CUDA target cannot compile, which the
+    simulator (pure Python) never would.
+    """
+    if not _nvvm_available():
+        pytest.skip("CUDA toolkit (libnvvm) not found")
+    import types
+    from numba import cuda, typeof
+    from numba.cuda import dispatcher as cuda_dispatcher
+    from eventsim import _cuda
+    # device functions are compiled for the current device's compute capability;
+    # there is none here, so pretend to be an H200 (sm_90)
+    monkeypatch.setattr(cuda_dispatcher, "get_current_device",
+                        lambda: types.SimpleNamespace(compute_capability=(9, 0)))
+    f1, i1 = np.zeros(3), np.zeros(3, np.int64)
+    f2, i2 = np.zeros((2, 3)), np.zeros((2, 3), np.int64)
+    f3 = np.zeros((2, 3, 4))
+    fl, it, bo = 1.0, np.int64(1), True
+    sigs = {
+        _cuda._interval_factors_kernel: (f1, i1, fl, fl, fl, f1, f1, f1, f1),
+        _cuda._forward_kernel: (f1, i1, i1, f1, f1, f1, f1, fl, f2, fl, fl, fl, bo, it, it, it,
+                                f3, f3, i2, f2),
+        _cuda._backward_kernel: (f1, i1, f1, f1, f1, it, it, it, fl, fl, fl, fl, f3, f3, i2, f3,
+                                 f2, fl, f2, f2),
+        _cuda._grad_w_kernel: (i1, i1, f2, f2),
+        _cuda._grad_in_kernel: (i1, f2, f2, it, it, f1),
+        _cuda._readout_features_kernel: (f1, i1, i1, fl, fl, fl, f2),
+    }
+    for kernel, args in sigs.items():
+        sig = tuple(typeof(a) for a in args)
+        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+        assert ".entry" in ptx, kernel.py_func.__name__

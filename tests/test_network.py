@@ -1,0 +1,99 @@
+"""eventsim.simulate_network against the ODE network reference and layer compositions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import eventsim as es
+from strategies import few, layers, lif_of
+from validation.ode import ode_simulate_network
+
+if not hasattr(es, "simulate_network"):
+    pytest.skip("es.simulate_network not available", allow_module_level=True)
+
+
+def _recurrent(seed, n, tau_i, gain):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0.0, 1.0, (n, n)) / np.sqrt(n) / tau_i * gain
+    w[rng.random((n, n)) < 0.3] = 0.0
+    return w
+
+
+@settings(max_examples=few(12))
+@given(layers(max_out=6, max_spikes=25), st.integers(0, 2**32 - 1),
+       st.sampled_from([0.5, 2.0, 4.0]), st.sampled_from([0.0, 0.01, 0.2]), st.booleans(),
+       st.sampled_from(["dense", "sparse"]))
+def test_network_equals_ode_reference(case, seed, gain, delay, single, kind):
+    n = case.n_out
+    w_rec = _recurrent(seed, n, case.tau_i, gain)
+    w_arg = w_rec if kind == "dense" else sp.csr_matrix(w_rec)
+    try:
+        out = es.simulate_network(case.times, case.ids, case.weights, w_arg, lif_of(case),
+                                  case.t_end, delay=delay, single_spike=single,
+                                  max_spikes_per_neuron=100)
+    except es.SpikeLimitError:
+        return
+    ref_t, ref_j = ode_simulate_network(case.times, case.ids, case.weights, w_rec, case.tau_i,
+                                        case.tau_v, case.threshold, case.t_end, delay, single)
+    np.testing.assert_array_equal(out.counts(), np.bincount(ref_j, minlength=n))
+    for j in range(n):
+        np.testing.assert_allclose(out.of(j), ref_t[ref_j == j], rtol=0, atol=1e-9)
+
+
+@given(layers(max_out=6), st.booleans(), st.sampled_from([0.0, 0.03]))
+def test_feedforward_block_network_equals_two_layers(case, single, delay):
+    """w_rec = [[0, W_AB], [0, 0]]: population B only listens to A. The network must equal
+    simulate_layer for A, then simulate_layer for B driven by A's spikes (+ delay)."""
+    rng = np.random.default_rng(int(case.weights.shape[0] * 1000 + case.n_out))
+    n_a = case.n_out
+    n_b = 3
+    w_ab = rng.normal(1.0, 2.0, (n_a, n_b)) / case.tau_i
+    n = n_a + n_b
+    w_in = np.zeros((case.weights.shape[0], n))
+    w_in[:, :n_a] = case.weights
+    w_rec = np.zeros((n, n))
+    w_rec[:n_a, n_a:] = w_ab
+    lif = lif_of(case)
+    net = es.simulate_network(case.times, case.ids, w_in, w_rec, lif, case.t_end, delay=delay,
+                              single_spike=single)
+    a = es.simulate_layer(case.times, case.ids, case.weights, lif, case.t_end,
+                          single_spike=single)
+    b = es.simulate_layer(a.times + delay, a.ids, w_ab, lif, case.t_end, single_spike=single)
+    np.testing.assert_array_equal(net.counts(), np.concatenate([a.counts(), b.counts()]))
+    for j in range(n_a):
+        np.testing.assert_allclose(net.of(j), a.of(j), rtol=0, atol=1e-12)
+    for j in range(n_b):
+        np.testing.assert_allclose(net.of(n_a + j), b.of(j), rtol=0, atol=1e-10)
+
+
+@given(layers(max_out=6), st.booleans())
+def test_delay_beyond_t_end_is_a_layer(case, single):
+    w_rec = _recurrent(3, case.n_out, case.tau_i, 4.0)
+    net = es.simulate_network(case.times, case.ids, case.weights, w_rec, lif_of(case),
+                              case.t_end, delay=case.t_end, single_spike=single)
+    layer = es.simulate_layer(case.times, case.ids, case.weights, lif_of(case), case.t_end,
+                              single_spike=single)
+    np.testing.assert_array_equal(net.ids, layer.ids)
+    np.testing.assert_allclose(net.times, layer.times, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    (dict(w_rec=np.zeros((3, 2))), "w_rec"),
+    (dict(w_rec=np.zeros(3)), "w_rec"),
+    (dict(w_in=np.ones(3)), "w_in"),
+    (dict(delay=-0.1), "delay"),
+    (dict(delay=np.nan), "delay"),
+    (dict(t_end=0.0), "t_end"),
+    (dict(ids=[0, 5]), "ids"),
+    (dict(times=[np.nan, 0.1]), "times"),
+])
+def test_network_bad_input(kwargs, word):
+    args = dict(times=[0.1, 0.2], ids=[0, 1], w_in=np.ones((2, 3)), w_rec=np.zeros((3, 3)),
+                lif=es.LIF(), t_end=1.0)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=word):
+        es.simulate_network(**args)
