@@ -19,6 +19,8 @@ def check_lif(lif) -> LIF:
 
 
 def check_t_end(t_end, name: str = "t_end") -> float:
+    if isinstance(t_end, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a positive finite number, got {t_end!r}")
     try:
         t_end = float(t_end)
     except (TypeError, ValueError):
@@ -64,6 +66,9 @@ def check_ids(ids, n: int, size: int, name: str = "ids") -> np.ndarray:
 
 def check_weights(weights, name: str = "weights", shape=None) -> np.ndarray:
     arr = np.asarray(weights)
+    if arr.size and not (np.issubdtype(arr.dtype, np.floating)
+                         or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name} must be real numbers, got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (n_in, n_out), got shape {arr.shape}")
     if shape is not None and arr.shape != tuple(shape):
@@ -86,7 +91,8 @@ def check_method(method: str, lif: LIF) -> int:
 
 
 def check_max_spikes(max_spikes) -> int:
-    if not isinstance(max_spikes, (int, np.integer)) or max_spikes < 1:
+    if (isinstance(max_spikes, (bool, np.bool_)) or not isinstance(max_spikes, (int, np.integer))
+            or max_spikes < 1):
         raise ValueError(f"max_spikes_per_neuron must be a positive integer, got {max_spikes!r}")
     return int(max_spikes)
 

@@ -7,7 +7,6 @@ before t_end = 1. Pure NumPy, independent of eventsim.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

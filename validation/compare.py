@@ -1,7 +1,7 @@
 """Engine vs independent references over many random layers.
 
-    python -m validation.compare            # full run (~1-2 min on 2 cores)
-    python -m validation.compare --quick    # CI-sized run (a few seconds after numba's cache is warm)
+    python -m validation.compare            # full run (~35 s on 2 cores)
+    python -m validation.compare --quick    # CI-sized run (~2 s once numba's cache is warm)
 
 For every p in {2, 1, 0.5, 3.7, 1.0001} and single-/multi-spike mode it draws
 random layers (``validation.cases.random_case``: 5-20 neurons, 10-60 input
@@ -187,7 +187,8 @@ def run(n_cases: int, seed: int, verbose: bool = True) -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="CI-sized run (3 cases per row)")
-    ap.add_argument("--cases", type=int, default=None, help="cases per row (default 100, quick 3; network rows use half)")
+    ap.add_argument("--cases", type=int, default=None,
+                    help="cases per row (default 100, quick 3; network rows use half)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     n = args.cases if args.cases is not None else (3 if args.quick else 100)

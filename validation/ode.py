@@ -14,11 +14,12 @@ ignored, a spike at exactly ``t_end`` is not counted, V touching the
 threshold counts as a spike, and with ``single_spike=True`` a neuron fires at
 most once (after it V still resets to 0 and keeps integrating).
 
-Two references:
+References:
 
-``ode_simulate_layer`` / ``ode_membrane``
+``ode_simulate_layer`` / ``ode_membrane`` / ``ode_simulate_network``
     numerical integration with ``scipy.integrate.solve_ivp`` (DOP853), see
-    ``ode_simulate_layer`` for exactly how strict the spike search is.
+    ``ode_simulate_layer`` for exactly how strict the spike search is; the
+    network version adds recurrent current jumps (with a delay).
 ``closed_form_layer``
     p = tau_i / tau_v == 2 only: the paper's eq. 19 in the z = e^{t/tau_i}
     form, written with plain loops (eqs. 13-19).
@@ -33,8 +34,8 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
-__all__ = ["ode_simulate_layer", "ode_membrane", "ode_simulate_network", "closed_form_layer", "RTOL", "ATOL",
-           "MAX_STEP_FRACTION", "SAMPLES_PER_STEP"]
+__all__ = ["ode_simulate_layer", "ode_membrane", "ode_simulate_network", "closed_form_layer",
+           "RTOL", "ATOL", "MAX_STEP_FRACTION", "SAMPLES_PER_STEP"]
 
 #: solve_ivp tolerances
 RTOL = 1e-12
@@ -281,7 +282,8 @@ def ode_simulate_layer(times, ids, weights, tau_i, tau_v, threshold=1.0, t_end=1
     time and every reset is a step boundary), or (b) its peak exceeds the
     threshold by less than the dense-output error (~1e-12 relative; grazing
     cases, which no tolerance can decide). Spike times carry the integration
-    error, typically < 1e-11 for t_end ~ 1 and O(1) weights.
+    error: measured <= 2e-14 against the exact engine on ``validation.compare``'s
+    cases (t_end = 1, tau ~ 0.3-1.1), ~1e-11 for tau ~ 1e-3 with 1e5 spikes.
 
     Returns (spike_times float64, spike_ids int64), sorted by (time, id).
     Slow (Python + solve_ivp per input interval and per spike): meant for

@@ -1,0 +1,312 @@
+"""Training throughput of eventsim vs. a dense NumPy version of the paper's Algorithm 1.
+
+The paper's setup: 784-400-10, LIF(tau_i=0.8, tau_v=0.4) (p = 2), threshold 1,
+t_out = 1, weights ~ Normal(0.03, variance 0.3) (seed 0), Adam (lr 1e-3), batch
+100, latency-coded MNIST training images.
+
+1. eventsim training step (forward + loss + backward + Adam update, i.e. the
+   body of ``eventsim._train.Trainer.train_epoch``), samples/s, on cpu, and on
+   cuda when ``eventsim._cuda.is_available()`` (skipped with a message otherwise).
+2. ``dense_forward_algorithm1``: a straightforward NumPy implementation of the
+   paper's Algorithm 1 (dense over batch x hidden neuron x input interval m',
+   N_max spike iterations), FORWARD ONLY. Its v_out and hidden spikes are
+   checked against eventsim's forward for the same weights and inputs, then
+   it is timed on the same batch.
+3. The ratio eventsim-training-samples/s / dense-forward-samples/s.
+
+Timings are interleaved (each repeat times every contender once) and reported
+as best and median of ``--repeats``; ratios use the best times.
+
+    python benchmarks/bench_train.py [--batch 100] [--repeats 3] [--nmax auto|N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import eventsim as es
+from eventsim._optim import Adam
+
+TAU_I, TAU_V, THETA, T_OUT = 0.8, 0.4, 1.0, 1.0
+
+
+# ----------------------------------------------------------------------------- baseline
+def dense_forward_algorithm1(x, w_in, w_out, tau_i=TAU_I, threshold=THETA, t_out=T_OUT,
+                             n_max=16, n1=1, stable_root=True, literal_line11=False):
+    """Forward pass of the paper's Algorithm 1 (p = tau_I / tau_V = 2), dense NumPy, float64.
+
+    Paper: Yamamoto, Sakemi, Aihara, "Timing-based backpropagation in spiking
+    neural networks without single-spike restrictions", Algorithm 1 "Forward
+    pass of multi-spiking neural networks" (eqs. 13-20). Line numbers below are
+    the listing's. Everything is vectorised over the batch b, the hidden
+    neurons j and the candidate input interval m' (arrays [B, J, M]), as the
+    listing's "(Parallel)" loops intend; the spike index n' is a Python loop.
+
+    - line 1: z^(m) = exp(t^(m) / tau_I) for each sample's inputs in global
+      (time) order; inputs at or after t_out are dropped (as in eventsim).
+      Samples have different input counts M_b; they are padded to M = max M_b
+      with w = 0 and z = z_out, which makes the padded intervals empty.
+    - line 2: z_j^(0) = 0 ("no previous spike": max(0, z^(m)) = z^(m)).
+    - line 3: z_out = exp(t_out / tau_I); the last interval m' = M_b ends at
+      z^(M_b + 1) := z_out.
+    - line 7: A_j^(m') = tau_I sum_{m <= m'} w_ij^(m) z^(m)   (a cumsum over m;
+      the prefactor tau_I tau_V / (tau_I - tau_V) of eq. 16 is tau_I for p = 2).
+    - line 8: B_j^(m',n') = tau_I sum_{m <= m'} w_ij^(m) z^(m) max(z_j^(n'), z^(m)).
+    - lines 9-10: if A, B, A^2 - 4 B V_th >= 0, the crossing of
+      V(z) = A/z - B/z^2 (eq. 15) is eq. 19, z = (A - sqrt(A^2 - 4 B V_th)) / (2 V_th).
+      With ``stable_root`` (default) the algebraically identical
+      z = 2B / (A + sqrt(A^2 - 4 B V_th)) is used, which avoids the cancellation
+      of eq. 19 when 4 B V_th << A^2.
+    - lines 11-12: the root is kept only if it lies in the half-open interval
+      [z^(m'), z^(m'+1)) (a spike at exactly t_out is not counted). In addition
+      it must lie after the neuron's previous spike, z > z_j^(n') (the
+      existence condition stated below eq. 19; line 11 alone does not check
+      it, and eq. 15 with a reset at z_j^(n') is meaningless before z_j^(n')).
+      ``literal_line11=True`` drops this extra check (for diagnosis).
+    - line 18: z_j^(n'+1) = min over m' (inf = no further spike).
+    - lines 19-20 (with the squares where eq. 20 needs them; the listing has
+      them swapped): A_o += tau_I w_jo z_j^(n'+1), B_o += tau_I w_jo (z_j^(n'+1))^2.
+    - lines 4 and 23-27 (the two stages): iterations n' < n1 process every
+      (b, j); from n' = n1 on, only the rows whose last spike was finite (the
+      2nd-loop set {j | z_j^(n1) < inf}, shrunk further at every iteration).
+      n' runs up to n_max - 1 (the listing's N_2); a neuron that still fires at
+      the last iteration has been truncated (reported in the result).
+    - line 28: v_o = A_o / z_out - B_o / z_out^2 (eq. 20).
+
+    Parameters: x (B, n_in) latency spike times (np.inf or >= t_out: no spike),
+    w_in (n_in, J), w_out (J, O).
+    Returns dict: v_out (B, O); z (B, J, n_max) hidden spike z's (inf padded);
+    counts (B, J); truncated (number of (b, j) still firing at the last
+    iteration); m (padded input count M).
+    """
+    x = np.asarray(x, np.float64)
+    n_b = x.shape[0]
+    n_j = w_in.shape[1]
+    z_out = math.exp(t_out / tau_i)
+    # line 1: global input order per sample (ties by id, as eventsim)
+    order = np.argsort(x, axis=1, kind="stable")
+    t_sorted = np.take_along_axis(x, order, axis=1)
+    valid = t_sorted < t_out
+    m = int(valid.sum(axis=1).max()) if n_b else 0
+    order, t_sorted, valid = order[:, :m], t_sorted[:, :m], valid[:, :m]
+    z_in = np.where(valid, np.exp(np.where(valid, t_sorted, 0.0) / tau_i), z_out)  # (B, M)
+    z_next = np.concatenate([z_in[:, 1:], np.full((n_b, 1), z_out)], axis=1)       # z^(m'+1)
+    # w_ij^(m) z^(m), laid out [B, J, M] (m' contiguous)
+    wz = np.ascontiguousarray((w_in[order] * (valid * z_in)[:, :, None]).transpose(0, 2, 1))
+    big_a = tau_i * np.cumsum(wz, axis=2)                                           # line 7
+    z_spk = np.full((n_b, n_j, n_max), np.inf)
+    counts = np.zeros((n_b, n_j), np.int64)
+    # active rows (b, j), flattened; compressed arrays follow them
+    rows = np.arange(n_b * n_j)
+    r_wz = wz.reshape(n_b * n_j, m)
+    r_a = big_a.reshape(n_b * n_j, m)
+    r_zin = np.repeat(z_in, n_j, axis=0)
+    r_znext = np.repeat(z_next, n_j, axis=0)
+    r_zprev = np.zeros(n_b * n_j)                                                   # line 2
+    big_ao = np.zeros((n_b, w_out.shape[1]))
+    big_bo = np.zeros((n_b, w_out.shape[1]))
+    truncated = 0
+    for n in range(n_max):                                                          # lines 4, 23
+        if rows.size == 0:
+            break
+        # line 8
+        big_b = tau_i * np.cumsum(r_wz * np.maximum(r_zprev[:, None], r_zin), axis=1)
+        disc = r_a * r_a - 4.0 * threshold * big_b
+        ok = (r_a >= 0.0) & (big_b >= 0.0) & (disc >= 0.0)                           # line 9
+        sq = np.sqrt(np.where(ok, disc, 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if stable_root:
+                root = 2.0 * big_b / (r_a + sq)
+            else:
+                root = (r_a - sq) / (2.0 * threshold)                                 # line 10
+        keep = ok & (root >= r_zin) & (root < r_znext)                              # line 11
+        if not literal_line11:
+            keep &= root > r_zprev[:, None]
+        z_new = np.where(keep, root, np.inf).min(axis=1)                            # line 18
+        fired = np.isfinite(z_new)
+        b_idx, j_idx = np.divmod(rows[fired], n_j)
+        z_f = z_new[fired]
+        z_spk[b_idx, j_idx, n] = z_f
+        counts[b_idx, j_idx] += 1
+        # lines 19-20 (A_o gets z, B_o gets z^2: eq. 20)
+        contrib = tau_i * w_out[j_idx] * z_f[:, None]
+        np.add.at(big_ao, b_idx, contrib)
+        np.add.at(big_bo, b_idx, contrib * z_f[:, None])
+        if n == n_max - 1:
+            truncated = int(fired.sum())
+        r_zprev = z_new
+        if n + 1 >= n1:  # 2nd loop process: only rows that are still firing
+            rows, r_wz, r_a, r_zin, r_znext, r_zprev = (
+                rows[fired], r_wz[fired], r_a[fired], r_zin[fired], r_znext[fired], z_f)
+    v_out = big_ao / z_out - big_bo / z_out ** 2                                    # line 28
+    return {"v_out": v_out, "z": z_spk, "counts": counts, "truncated": truncated, "m": m}
+
+
+# ----------------------------------------------------------------------------- helpers
+def interleaved(fns: dict, repeats: int) -> dict:
+    """Time each callable once per repeat, in turn; returns name -> (best, median) seconds."""
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: (min(v), statistics.median(v)) for k, v in times.items()}
+
+
+def load_batch(n, offset=0):
+    data = es.mnist()
+    x = es.latency_encode(data.train_images[offset:offset + n], T_OUT)
+    return x, np.asarray(data.train_labels[offset:offset + n])
+
+
+class TrainStep:
+    """One step of Trainer.train_epoch: forward, loss, backward, Adam update.
+
+    Every call trains from the same initial weights (restored from a copy, not
+    timed), so that all repeats do the same work."""
+
+    def __init__(self, device, x, y):
+        self.net = es.Network([784, 400, 10], es.LIF(TAU_I, TAU_V), t_out=T_OUT, seed=0,
+                              device=device)
+        self.w0 = [w.copy() for w in self.net.weights]
+        self.x, self.y = x, y
+        self.reset()
+
+    def reset(self):
+        self.net.weights = self.w0
+        self.opt = Adam([w.shape for w in self.w0], lr=1e-3)
+
+    def __call__(self):
+        net = self.net
+        res = net.forward(self.x)
+        loss, g_out, g_hidden = net.loss(res, self.y, 0.01, 1e-4)
+        grads = net.backward(res, g_out, g_hidden)
+        self.opt.update(net.weights, grads)
+        return loss
+
+
+def cuda_available() -> bool:
+    try:
+        from eventsim import _cuda
+    except Exception as exc:  # numba.cuda import problems count as "no GPU"
+        print(f"cuda: eventsim._cuda could not be imported ({exc!r})")
+        return False
+    return _cuda.is_available()
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--nmax", default="auto",
+                    help="spike iterations of the dense baseline: 'auto' (= max spike count "
+                         "eventsim finds on the batch + 1) or an integer, e.g. 16")
+    ap.add_argument("--n1", type=int, default=1,
+                    help="dense baseline: iterations over all neurons before restricting to "
+                         "the still-firing ones (Algorithm 1's N_1)")
+    args = ap.parse_args(argv)
+    if args.batch < 1 or args.repeats < 1:
+        ap.error("--batch and --repeats must be >= 1")
+
+    x, y = load_batch(args.batch)
+    n_in_spk = int((x < T_OUT).sum())
+    print(f"eventsim {es.__version__}, numba threads {_threads()}, batch {args.batch}, "
+          f"{n_in_spk / args.batch:.1f} input spikes/sample (t < {T_OUT}), float64")
+
+    # --- correctness of the dense baseline against eventsim's forward
+    step_cpu = TrainStep("cpu", x, y)
+    step_cpu()                                    # numba compile / warm-up
+    step_cpu.reset()
+    net = step_cpu.net
+    res = net.forward(x)
+    counts = res.spike_counts[0]
+    n_max = int(counts.max()) + 1 if args.nmax == "auto" else int(args.nmax)
+    print(f"eventsim hidden spikes: {counts.mean():.3f}/neuron, max {counts.max()} per neuron "
+          f"-> dense N_max = {n_max}, N_1 = {args.n1}")
+    w_in, w_out = net.weights
+    dense = dense_forward_algorithm1(x, w_in, w_out, n_max=n_max, n1=args.n1)
+    ok = check_against_eventsim(dense, res, n_max)
+    lit = dense_forward_algorithm1(x, w_in, w_out, n_max=n_max, n1=args.n1,
+                                   literal_line11=True)
+    eq19 = dense_forward_algorithm1(x, w_in, w_out, n_max=n_max, n1=args.n1, stable_root=False)
+    print(f"  variants: eq. 19 as printed (A - sqrt)/2V_th: max|dv_out| "
+          f"{np.abs(eq19['v_out'] - res.v_out).max():.2e}, count mismatches "
+          f"{int((eq19['counts'] != counts).sum())}; line 11 without the z > z_prev check: "
+          f"max|dv_out| {np.abs(lit['v_out'] - res.v_out).max():.2e}, count mismatches "
+          f"{int((lit['counts'] != counts).sum())}")
+
+    # --- timing
+    contenders = {"eventsim train step cpu": _resetting(step_cpu),
+                  "dense Alg.1 forward": lambda: dense_forward_algorithm1(
+                      x, w_in, w_out, n_max=n_max, n1=args.n1)}
+    if cuda_available():
+        step_gpu = TrainStep("cuda", x, y)
+        step_gpu()
+        step_gpu.reset()
+        contenders["eventsim train step cuda"] = _resetting(step_gpu)
+    else:
+        print("cuda: not available here (eventsim._cuda.is_available() is False), skipped")
+    t = interleaved(contenders, args.repeats)
+    print(f"\n{'contender':28s} {'best s':>9s} {'median s':>9s} {'samples/s':>10s}")
+    for name, (best, med) in t.items():
+        print(f"{name:28s} {best:9.4f} {med:9.4f} {args.batch / best:10.1f}")
+    base = t["dense Alg.1 forward"][0]
+    print()
+    for name in contenders:
+        if name.startswith("eventsim"):
+            print(f"ratio ({name} samples/s) / (dense Alg.1 forward samples/s) = "
+                  f"{base / t[name][0]:.2f}  (median-based {t['dense Alg.1 forward'][1] / t[name][1]:.2f})")
+    print("(training = forward + backward + Adam; the dense baseline does the forward only)")
+    return 0 if ok else 1
+
+
+def _resetting(step):
+    def run():
+        step.reset()      # restores the initial weights and a fresh Adam: O(weights), ~1 ms
+        step()
+    return run
+
+
+def _threads():
+    import numba
+    return numba.get_num_threads()
+
+
+def check_against_eventsim(dense, res, n_max) -> bool:
+    """Compare v_out, spike counts and spike times of the dense baseline with eventsim."""
+    counts = res.spike_counts[0]
+    hidden = res._layers[0]
+    dv = np.abs(dense["v_out"] - res.v_out).max()
+    rel = dv / np.abs(res.v_out).max()
+    same = dense["counts"] == counts
+    # spike times where the counts agree
+    cap = min(n_max, hidden.out_t.shape[2])
+    t_dense = TAU_I * np.log(dense["z"][:, :, :cap])
+    t_ev = hidden.out_t[:, :, :cap]
+    both = np.isfinite(t_dense) & np.isfinite(t_ev) & same[:, :, None]
+    dt = np.abs(t_dense[both] - t_ev[both]).max() if both.any() else 0.0
+    print(f"dense Alg.1 vs eventsim forward (same weights, same {counts.shape[0]} samples, "
+          f"M = {dense['m']} padded inputs):")
+    print(f"  max|v_out diff| = {dv:.3e} (relative to max|v_out| {rel:.1e}); hidden spike "
+          f"counts differ for {int((~same).sum())} of {same.size} (sample, neuron); "
+          f"max|spike time diff| = {dt:.3e}; neurons truncated at N_max: {dense['truncated']}")
+    if (~same).any():
+        b, j = np.argwhere(~same)[0]
+        print(f"  first count mismatch: sample {b} neuron {j}: eventsim {counts[b, j]} "
+              f"spikes {hidden.out_t[b, j, :counts[b, j]]}, dense {dense['counts'][b, j]} "
+              f"spikes {TAU_I * np.log(dense['z'][b, j, :dense['counts'][b, j]])}")
+    good = dv <= 1e-9 and not (~same).any() and dense["truncated"] == 0
+    print(f"  agreement {'OK' if good else 'NOT within 1e-9 / identical counts'}")
+    return good
+
+
+if __name__ == "__main__":
+    sys.exit(main())

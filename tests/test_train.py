@@ -1,0 +1,150 @@
+"""Trainer, checkpoints and the train_mnist example, on small MNIST subsets."""
+
+import json
+import runpy
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import eventsim as es
+from eventsim import _io
+from eventsim._train import Dataset, TrainConfig, Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    data = es.mnist()
+    return Dataset(es.latency_encode(data.train_images[:3000]), data.train_labels[:3000],
+                   es.latency_encode(data.test_images[:1000]), data.test_labels[:1000])
+
+
+def small_config(**kw):
+    base = dict(hidden=(40,), epochs=1, train_subset=1000, seed=3, eval_batch_size=500)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_one_short_epoch_learns(small_data, tmp_path):
+    trainer = Trainer(small_config(train_subset=3000, lr=1e-2), small_data, tmp_path,
+                      progress=False)
+    before, _, _ = es._train.evaluate(trainer.net, small_data.x_test, small_data.y_test)
+    first = trainer.net.loss(trainer.net.forward(small_data.x_train[:500]),
+                             small_data.y_train[:500])[0]
+    summary = trainer.fit()
+    after = trainer.net.loss(trainer.net.forward(small_data.x_train[:500]),
+                             small_data.y_train[:500])[0]
+    assert after < first
+    assert summary["test_accuracy"] > 0.6 > before + 0.2  # chance is 0.1
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows[0].split(",") == es._train.METRIC_FIELDS and len(rows) == 2
+    assert (tmp_path / "checkpoint.h5").is_file() and (tmp_path / "model.h5").is_file()
+
+
+def _strip_timing(history):
+    return [{k: v for k, v in row.items() if k not in ("samples_per_s", "epoch_s")}
+            for row in history]
+
+
+def test_resume_equals_uninterrupted(small_data, tmp_path):
+    config = small_config(epochs=2, train_subset=600)
+    straight = Trainer(config, small_data, tmp_path / "a", progress=False)
+    straight.fit()
+
+    first = Trainer(replace(config, epochs=1), small_data, tmp_path / "b", progress=False)
+    first.fit()
+    resumed = Trainer(config, small_data, tmp_path / "b", progress=False)
+    assert resumed.resume() and resumed.epoch == 1
+    resumed.fit()
+    for w1, w2 in zip(straight.net.weights, resumed.net.weights):
+        np.testing.assert_array_equal(w1, w2)
+    assert _strip_timing(straight.history) == _strip_timing(resumed.history)
+    for m1, m2 in zip(straight.opt.m, resumed.opt.m):
+        np.testing.assert_array_equal(m1, m2)
+
+
+def test_resume_refuses_other_settings(small_data, tmp_path):
+    Trainer(small_config(train_subset=200), small_data, tmp_path, progress=False).fit()
+    other = Trainer(small_config(train_subset=200, lr=5e-3), small_data, tmp_path,
+                    progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        other.resume()
+
+
+def test_network_save_load_round_trip(tmp_path):
+    net = es.Network([6, 5, 4, 3], es.LIF(0.7, 0.2, 1.5), t_out=2.0, single_spike=True,
+                     seed=9, method="root", min_slope=0.1)
+    path = tmp_path / "net.h5"
+    net.save(path)
+    back = es.Network.load(path)
+    assert back.sizes == net.sizes and back.lif == net.lif and back.t_out == 2.0
+    assert back.single_spike and back.method == "root" and back.min_slope == 0.1
+    for w1, w2 in zip(net.weights, back.weights):
+        np.testing.assert_array_equal(w1, w2)
+    x = np.random.default_rng(0).uniform(0, 2, (3, 6))
+    np.testing.assert_array_equal(net.forward(x).v_out, back.forward(x).v_out)
+
+
+def test_interrupted_checkpoint_write_keeps_last_one(tmp_path):
+    net = es.Network([4, 3, 2], es.LIF(), seed=1)
+    path = tmp_path / "ckpt.h5"
+    _io.save_checkpoint(path, net, epoch=1)
+
+    def broken(f):
+        f.create_dataset("half", data=np.zeros(3))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _io.atomic_write_h5(path, broken)
+    assert _io.load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.h5"]
+    with h5py.File(path) as f:
+        assert "half" not in f
+
+
+def test_load_checkpoint_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        es.Network.load(tmp_path / "missing.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("x", data=[1])
+    with pytest.raises(ValueError, match="not an eventsim checkpoint"):
+        es.Network.load(tmp_path / "other.h5")
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="device"):
+        TrainConfig(device="tpu")
+    assert TrainConfig(tau_i=0.6).tau_v == 0.3
+
+
+def run_example(args, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["train_mnist.py", *args])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(ROOT / "examples" / "train_mnist.py"), run_name="__main__")
+    return stop.value.code, capsys.readouterr()
+
+
+def test_train_mnist_example_resumes(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    common = ["--hidden", "30", "--train-subset", "300", "--out", str(out), "--no-progress",
+              "--seed", "2"]
+    code, cap = run_example(["--epochs", "1", *common], monkeypatch, capsys)
+    assert code == 0
+    summary = json.loads(cap.out.strip().splitlines()[-1])
+    assert summary["epochs"] == 1 and summary["device"] == "cpu"
+    assert json.loads((out / "summary.json").read_text()) == summary
+    code, cap = run_example(["--epochs", "1", *common], monkeypatch, capsys)
+    assert code == 2 and "--resume" in cap.err
+    code, cap = run_example(["--epochs", "2", "--resume", *common], monkeypatch, capsys)
+    assert code == 0 and "resumed" in cap.out
+    assert json.loads(cap.out.strip().splitlines()[-1])["epochs"] == 2
+    assert len((out / "metrics.csv").read_text().splitlines()) == 3
+    net = es.Network.load(out / "model.h5")
+    assert net.sizes == [784, 30, 10]
