@@ -43,6 +43,9 @@ def parse_args(argv=None):
     p.add_argument("--tau-i", type=float, default=0.8, help="synaptic time constant")
     p.add_argument("--tau-v", type=float, default=0.4, help="membrane time constant")
     p.add_argument("--digit-index", type=int, default=0, help="index into the MNIST test set")
+    p.add_argument("--model", type=Path, default=None,
+                   help="a trained network (e.g. runs/mnist/model.h5): plot its first hidden "
+                        "layer instead of a random one (its tau_i/tau_v are used)")
     return p.parse_args(argv)
 
 
@@ -96,7 +99,8 @@ def align_zeros(ax_left, ax_right):
 
 def main(argv=None):
     args = parse_args(argv)
-    lif = eventsim.LIF(tau_i=args.tau_i, tau_v=args.tau_v)
+    net = eventsim.Network.load(args.model) if args.model else None
+    lif = net.lif if net else eventsim.LIF(tau_i=args.tau_i, tau_v=args.tau_v)
     data = mnist()
     n_test = data.test_images.shape[0]
     if not 0 <= args.digit_index < n_test:
@@ -109,9 +113,17 @@ def main(argv=None):
     keep = t_all < T_END
     times, ids = t_all[keep], np.flatnonzero(keep)
 
-    rng = np.random.default_rng(args.seed)
-    w0 = rng.normal(W_MEAN, W_STD, size=(x.size, N_OUT))
-    w, out, scale = simulate_scaled(times, ids, w0, lif)
+    if net is None:
+        rng = np.random.default_rng(args.seed)
+        w0 = rng.normal(W_MEAN, W_STD, size=(x.size, N_OUT))
+        w, out, scale = simulate_scaled(times, ids, w0, lif)
+        layer = (f"Random LIF layer 784 -> {N_OUT}, w ~ Normal(mean {W_MEAN}, std sqrt(0.3)), "
+                 f"seed {args.seed}")
+    else:
+        w, scale = net.weights[0], 1.0
+        out = eventsim.simulate_layer(times, ids, w, lif, t_end=T_END)
+        layer = f"Trained network {'-'.join(map(str, net.sizes))} ({args.model.name}), hidden layer"
+    n_out = w.shape[1]
     counts = out.counts()
 
     grid = np.linspace(0.0, T_END, 1001)
@@ -119,7 +131,7 @@ def main(argv=None):
     V, I = eventsim.membrane(times, ids, w, lif, out, t_eval)
 
     busiest = int(np.argmax(counts))
-    shown = np.arange(min(N_SHOW, N_OUT))
+    shown = np.arange(min(N_SHOW, n_out))
     thr = lif.threshold
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
@@ -169,16 +181,14 @@ def main(argv=None):
     bins = np.arange(counts.max() + 2) - 0.5
     ax_hist.hist(counts, bins=bins, color="C2", edgecolor="k")
     ax_hist.set(xlabel="spikes per output neuron in [0, t_end)", ylabel="number of neurons",
-                title=f"(d) spike counts: {len(out)} spikes from {N_OUT} neurons, "
+                title=f"(d) spike counts: {len(out)} spikes from {n_out} neurons, "
                       f"{int((counts > 0).sum())} active")
     ax_hist.set_xticks(np.arange(counts.max() + 1))
 
     scale_note = ("" if scale == 1.0 else
                   f"\nweights rescaled x{scale:.3g} from that initialisation to get "
                   f"moderate activity")
-    fig.suptitle(f"Random LIF layer 784 -> {N_OUT}, w ~ Normal(mean {W_MEAN}, std sqrt(0.3)), "
-                 f"seed "
-                 f"{args.seed}, tau_i = {lif.tau_i:g}, tau_v = {lif.tau_v:g}, "
+    fig.suptitle(f"{layer}, tau_i = {lif.tau_i:g}, tau_v = {lif.tau_v:g}, "
                  f"threshold = {thr:g}{scale_note}", fontsize=12)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
