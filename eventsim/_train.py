@@ -199,7 +199,8 @@ class Trainer:
                   f"spikes/neuron {row['spikes_per_hidden_neuron']:.3f}  "
                   f"dead {100 * row['dead_fraction']:.1f}%  "
                   f"{row['samples_per_s']:.0f} samples/s", flush=True)
-        self.net.save(self.out_dir / FINAL_MODEL)
+        save_checkpoint(self.out_dir / FINAL_MODEL, self.net, epoch=self.epoch,
+                        extra={"config": asdict(cfg), "history": self.history})
         last = self.history[-1] if self.history else {}
         return {"test_accuracy": last.get("test_acc"), "epochs": self.epoch,
                 "wall_time_s": time.perf_counter() - wall,

@@ -148,3 +148,5 @@ def test_train_mnist_example_resumes(tmp_path, monkeypatch, capsys):
     assert len((out / "metrics.csv").read_text().splitlines()) == 3
     net = es.Network.load(out / "model.h5")
     assert net.sizes == [784, 30, 10]
+    saved = _io.load_checkpoint(out / "model.h5")
+    assert saved["extra"]["config"]["lr"] == 1e-3 and saved["epoch"] == 2
