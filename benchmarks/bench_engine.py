@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
-import time
 
 import numba
 import numpy as np
+from _timing import interleaved
 import scipy.sparse as sp
 
 import eventsim as es
@@ -42,18 +41,6 @@ from eventsim._validate import check_method
 
 LIF = es.LIF(0.8, 0.4)
 T_END = 1.0
-
-
-def interleaved(fns: dict, repeats: int) -> dict:
-    """Time each callable once per repeat, in turn; returns name -> (best, median, last result)."""
-    times = {k: [] for k in fns}
-    last = {}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            last[name] = fn()
-            times[name].append(time.perf_counter() - t0)
-    return {k: (min(v), statistics.median(v), last[k]) for k, v in times.items()}
 
 
 def row(name, best, med, *cols):

@@ -19,27 +19,16 @@ samples/s from the best time. The issue's target is forward+backward
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 
 import numba
 import numpy as np
+from _timing import interleaved
 
 import eventsim as es
 
 TARGET = 2000.0
-
-
-def interleaved(fns: dict, repeats: int) -> dict:
-    """Time each callable once per repeat, in turn; returns name -> list of seconds."""
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def main(argv=None):
@@ -85,14 +74,13 @@ def main(argv=None):
     print(f"\n{'pass':18s} {'best s':>8s} {'median s':>9s} {'samples/s best':>15s} "
           f"{'samples/s median':>17s}")
     rate = {}
-    for name, ts in t.items():
-        best, med = min(ts), statistics.median(ts)
+    for name, (best, med, _) in t.items():
         rate[name] = args.batch / best
         print(f"{name:18s} {best:8.4f} {med:9.4f} {args.batch / best:15.0f} "
               f"{args.batch / med:17.0f}")
     fb = rate["forward+backward"]
-    ratio_best = min(t["forward+backward"]) / min(t["forward"])
-    ratio_med = statistics.median(t["forward+backward"]) / statistics.median(t["forward"])
+    ratio_best = t["forward+backward"][0] / t["forward"][0]
+    ratio_med = t["forward+backward"][1] / t["forward"][1]
     print(f"\ntime(forward+backward) / time(forward) = {ratio_best:.2f} (best), "
           f"{ratio_med:.2f} (median)")
     print(f"target forward+backward >= {TARGET:.0f} samples/s on 2 cores: "

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
-import time
 
 import numpy as np
+from _timing import interleaved
 
 import eventsim as es
 from eventsim._optim import Adam
@@ -152,17 +151,6 @@ def dense_forward_algorithm1(x, w_in, w_out, tau_i=TAU_I, threshold=THETA, t_out
 
 
 # ----------------------------------------------------------------------------- helpers
-def interleaved(fns: dict, repeats: int) -> dict:
-    """Time each callable once per repeat, in turn; returns name -> (best, median) seconds."""
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {k: (min(v), statistics.median(v)) for k, v in times.items()}
-
-
 def load_batch(n, offset=0):
     data = es.mnist()
     x = es.latency_encode(data.train_images[offset:offset + n], T_OUT)
@@ -259,7 +247,7 @@ def main(argv=None):
         print("cuda: not available here (eventsim._cuda.is_available() is False), skipped")
     t = interleaved(contenders, args.repeats)
     print(f"\n{'contender':28s} {'best s':>9s} {'median s':>9s} {'samples/s':>10s}")
-    for name, (best, med) in t.items():
+    for name, (best, med, _) in t.items():
         print(f"{name:28s} {best:9.4f} {med:9.4f} {args.batch / best:10.1f}")
     base = t["dense Alg.1 forward"][0]
     print()

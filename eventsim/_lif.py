@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-
-def _check_positive(name: str, value) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
+from ._validate import check_positive
 
 
 @dataclass(frozen=True)
@@ -44,9 +35,8 @@ class LIF:
     threshold: float = 1.0
 
     def __post_init__(self):
-        object.__setattr__(self, "tau_i", _check_positive("tau_i", self.tau_i))
-        object.__setattr__(self, "tau_v", _check_positive("tau_v", self.tau_v))
-        object.__setattr__(self, "threshold", _check_positive("threshold", self.threshold))
+        for name in ("tau_i", "tau_v", "threshold"):
+            object.__setattr__(self, name, check_positive(getattr(self, name), name))
 
     @property
     def p(self) -> float:

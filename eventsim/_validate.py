@@ -6,28 +6,33 @@ import math
 
 import numpy as np
 
-from ._lif import LIF
 from ._math import CLOSED_FORM, ROOT
 
 METHODS = ("auto", "closed_form", "root")
 
 
-def check_lif(lif) -> LIF:
+def check_positive(value, name: str) -> float:
+    """A positive finite real number (bools are refused)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}") from None
+    if not math.isfinite(value) or value <= 0.0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return value
+
+
+def check_lif(lif):
+    from ._lif import LIF
     if not isinstance(lif, LIF):
         raise ValueError(f"lif must be an eventsim.LIF, got {type(lif).__name__}")
     return lif
 
 
 def check_t_end(t_end, name: str = "t_end") -> float:
-    if isinstance(t_end, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a positive finite number, got {t_end!r}")
-    try:
-        t_end = float(t_end)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive finite number, got {t_end!r}") from None
-    if not math.isfinite(t_end) or t_end <= 0.0:
-        raise ValueError(f"{name} must be a positive finite number, got {t_end!r}")
-    return t_end
+    return check_positive(t_end, name)
 
 
 def check_spike_times(times, name: str = "times") -> np.ndarray:
@@ -79,7 +84,7 @@ def check_weights(weights, name: str = "weights", shape=None) -> np.ndarray:
     return arr
 
 
-def check_method(method: str, lif: LIF) -> int:
+def check_method(method: str, lif) -> int:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "closed_form" and lif.p != 2.0:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validate import check_positive
+
 __all__ = ["DataError", "MissingDataError", "MNIST", "mnist", "latency_encode",
            "MNIST_FILES", "ENV_VAR", "clear_cache"]
 
@@ -248,12 +250,7 @@ def latency_encode(images, t_max: float = 1.0) -> np.ndarray:
     one flattened image ``x``, the input spikes are
     ``times = latency_encode(x)``, ``ids = np.arange(x.size)``.
     """
-    try:
-        t_max = float(t_max)
-    except (TypeError, ValueError):
-        raise ValueError(f"t_max must be a positive finite number, got {t_max!r}") from None
-    if not math.isfinite(t_max) or t_max <= 0.0:
-        raise ValueError(f"t_max must be a positive finite number, got {t_max!r}")
+    t_max = check_positive(t_max, "t_max")
     x = np.asarray(images)
     if x.size and not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
                        or x.dtype == np.bool_):

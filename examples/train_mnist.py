@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import eventsim as es
 from eventsim.datasets import latency_encode, mnist
