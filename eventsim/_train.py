@@ -202,7 +202,9 @@ class Trainer:
         save_checkpoint(self.out_dir / FINAL_MODEL, self.net, epoch=self.epoch,
                         extra={"config": asdict(cfg), "history": self.history})
         last = self.history[-1] if self.history else {}
+        best = max(self.history, key=lambda r: r["test_acc"]) if self.history else {}
         return {"test_accuracy": last.get("test_acc"), "epochs": self.epoch,
+                "best_test_accuracy": best.get("test_acc"), "best_epoch": best.get("epoch"),
                 "wall_time_s": time.perf_counter() - wall,
                 "train_time_s": sum(r["epoch_s"] for r in self.history),
                 "device": cfg.device, "single_spike": cfg.single_spike, "tau_i": cfg.tau_i,
