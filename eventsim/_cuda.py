@@ -81,30 +81,6 @@ else:
     _interval_factors_one = interval_factors_one
     _kappa = kappa
 
-    # numba >= 0.61 types the builtins min/max through a *args overload that
-    # the CUDA target bundled with numba cannot compile ("Signature mismatch:
-    # 2 argument types given, but function takes 1 arguments"). The scalar
-    # maths uses two-argument min/max, so give the CUDA target its own
-    # two-argument versions, with numba's semantics (y if y < x else x).
-    from numba.core import types as _nbtypes
-    from numba.core.extending import overload as _overload
-
-    @_overload(min, target="cuda")
-    def _cuda_min2(x, y):
-        if isinstance(x, _nbtypes.Number) and isinstance(y, _nbtypes.Number):
-            def impl(x, y):
-                return y if y < x else x
-            return impl
-        return None
-
-    @_overload(max, target="cuda")
-    def _cuda_max2(x, y):
-        if isinstance(x, _nbtypes.Number) and isinstance(y, _nbtypes.Number):
-            def impl(x, y):
-                return y if y > x else x
-            return impl
-        return None
-
 
 # --------------------------------------------------------------------- kernels
 @cuda.jit(device=True)

@@ -1,7 +1,8 @@
 """Scalar maths of one LIF neuron between two events.
 
 Every function here is a plain ``@njit`` scalar function: no allocation, no
-exceptions, ``error_model="numpy"``. The CPU kernels call them directly and the
+exceptions, ``error_model="numpy"``, and conditional expressions instead of the
+builtins min/max (which numba's CUDA target cannot compile with two arguments). The CPU kernels call them directly and the
 CUDA kernels (``eventsim._cuda``) compile the very same functions as device
 functions, so the maths exists once.
 
@@ -38,7 +39,7 @@ def kappa(s, a, b):
     Units: time. kappa(0) = 0, kappa >= 0.
     """
     d = abs(b - a)
-    m = min(a, b)
+    m = a if a < b else b  # conditional, not min(): see eventsim._cuda
     if d == 0.0:
         return s * math.exp(-m * s)
     return math.exp(-m * s) * (-math.expm1(-d * s)) / d
@@ -58,7 +59,9 @@ def kappa_max(length, a, b):
     """max of kappa over [0, length]: an upper bound used to skip intervals cheaply."""
     peak = kappa_peak(a, b)
     if peak < length:
-        return max(kappa(peak, a, b), kappa(length, a, b))
+        at_peak = kappa(peak, a, b)
+        at_end = kappa(length, a, b)
+        return at_peak if at_peak > at_end else at_end
     return kappa(length, a, b)
 
 

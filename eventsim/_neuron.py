@@ -33,7 +33,7 @@ def needs_exact(v0, c0, v1, c1, km, b, theta):
         return False
     if c1 - b * v1 >= 1e-12 * (abs(c1) + b * abs(v1)):
         return False
-    return max(v0, 0.0) + max(c0, 0.0) * km >= theta
+    return (v0 if v0 > 0.0 else 0.0) + (c0 if c0 > 0.0 else 0.0) * km >= theta
 
 
 @jit

@@ -1,0 +1,506 @@
+"""Sweep the leakage time constant tau_I and regenerate Figs. 3-5 of the paper.
+
+Yamamoto, Sakemi, Aihara, Sec. III: 784-400-10 networks are trained on MNIST for
+each tau_I (tau_V = tau_I / 2), with and without the single-spike restriction,
+and after training the test set is run through each network to count the
+spikes of every hidden neuron. The paper plots
+
+* Fig. 3: the distribution over hidden neurons of the number of spikes per
+  neuron (mean over test samples), multi-spike, for three time constants (the
+  caption says tau_V = 0.2, 0.4, 6.4, the text tau_I = 0.2; the sweep variable
+  here is tau_I, select the panels with --fig3-taus);
+* Fig. 4: the mean number of spikes per hidden neuron vs tau_I, multi- vs
+  single-spike, with a dashed line at 1 (the single-spike ceiling);
+* Fig. 5: test accuracy vs tau_I, multi- vs single-spike, mean +- standard
+  error over seeds (the paper uses 10 seeds, 100 epochs).
+
+    python examples/tau_sweep.py --out runs/tau_sweep                 # paper protocol
+    python examples/tau_sweep.py --epochs 1 --train-subset 2000 --eval-subset 1000 \\
+        --hidden 100 --taus 0.2 0.8 3.2 --out /tmp/sweep                 # quick look
+    python examples/tau_sweep.py --out runs/tau_sweep --plot-only     # replot
+
+Each run lives in DIR/<mode>_tau<tau_I>_seed<seed>/ with the files of
+examples/train_mnist.py (metrics.csv, checkpoint.h5, model.h5, summary.json),
+train.log (the per-epoch lines), spike_counts.npy (float array, one entry per
+hidden neuron: its spike count averaged over the evaluated test samples) and
+eval.json. Rerunning the same command resumes an interrupted sweep: finished
+runs (summary.json) are skipped, a run with a checkpoint continues from it, and
+raising --epochs continues finished runs up to the new count. Every completed
+run found in DIR goes into DIR/sweep.csv and the three figures
+DIR/fig3_spike_histograms.png, DIR/fig4_spikes_vs_tau.png and
+DIR/fig5_accuracy_vs_tau.png, whose titles state the epochs and sample counts
+used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+PAPER_TAUS = (0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
+PAPER_FIG3_TAUS = (0.2, 0.4, 6.4)
+PAPER = {"epochs": 100, "train_samples": 60000, "eval_samples": 10000, "hidden": "400",
+         "seeds": 10}
+MODES = ("multi", "single")
+CSV_FIELDS = ["mode", "tau_i", "tau_v", "seed", "test_acc", "mean_spikes_per_neuron",
+              "epochs", "train_samples", "eval_samples", "hidden", "silent_fraction"]
+FIGURES = ("fig3_spike_histograms.png", "fig4_spikes_vs_tau.png", "fig5_accuracy_vs_tau.png")
+COLORS = {"multi": "tab:blue", "single": "tab:orange"}
+LABELS = {"multi": "multi-spike", "single": "single-spike"}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--taus", type=float, nargs="+", default=list(PAPER_TAUS),
+                   help="tau_I values (default: %(default)s)")
+    p.add_argument("--p", type=float, default=2.0,
+                   help="leaky factor p = tau_I / tau_V (default 2: tau_V = tau_I / 2)")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                   help="multi-spike and/or single-spike (TTFS) networks (default: both)")
+    p.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0],
+                   help="initial-weight seeds, one run each (the paper uses 10)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--train-subset", type=int, default=None,
+                   help="use the first N shuffled training samples of each epoch")
+    p.add_argument("--eval-subset", type=int, default=None,
+                   help="evaluate on the first N test samples (default: all 10000)")
+    p.add_argument("--hidden", default="400", help="hidden sizes, e.g. 400 or 400,400")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--dead-penalty", type=float, default=0.01, help="lambda of eq. 24")
+    p.add_argument("--output-l2", type=float, default=1e-4, help="sigma of eq. 24")
+    p.add_argument("--min-slope", type=float, default=0.0,
+                   help="clip dV/dt at crossings in the backward pass (0 = exact)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--data-dir", default=None, help="MNIST directory (default: $EVENTSIM_DATA, "
+                   "then the repository's data/mnist)")
+    p.add_argument("--fig3-taus", type=float, nargs="+", default=list(PAPER_FIG3_TAUS),
+                   help="tau_I values of the Fig. 3 panels (default %(default)s; if some were "
+                        "not run: the smallest, a middle and the largest tau_I run)")
+    p.add_argument("--out", default="runs/tau_sweep", help="sweep directory")
+    p.add_argument("--plot-only", action="store_true",
+                   help="train nothing: rebuild sweep.csv and the figures from DIR")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print the per-epoch lines (always written to <run>/train.log)")
+    p.add_argument("--progress", action="store_true", help="tqdm bar per epoch")
+    args = p.parse_args(argv)
+    try:
+        args.hidden = tuple(int(h) for h in str(args.hidden).split(",") if h.strip())
+    except ValueError:
+        p.error(f"--hidden must be comma-separated integers, got {args.hidden!r}")
+    if not args.hidden:
+        p.error("--hidden needs at least one hidden layer")
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    for name in ("train_subset", "eval_subset"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if any(t <= 0 for t in args.taus) or args.p <= 0:
+        p.error("--taus and --p must be positive")
+    if args.p == 1.0:
+        p.error("--p must differ from 1 (the paper keeps tau_I != tau_V)")
+    args.taus = sorted(set(args.taus))
+    args.seeds = sorted(set(args.seeds))
+    return args
+
+
+def run_name(mode: str, tau_i: float, seed: int) -> str:
+    return f"{mode}_tau{tau_i:g}_seed{seed}"
+
+
+# ---------------------------------------------------------------------------- training
+class _Tee:
+    """File-like that writes to several streams (the run's log, optionally stdout)."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, s):
+        for st in self.streams:
+            st.write(s)
+        return len(s)
+
+    def flush(self):
+        for st in self.streams:
+            st.flush()
+
+
+def spike_statistics(net, x, y, batch_size=1000):
+    """Test accuracy and each hidden neuron's spike count averaged over the samples
+    (hidden layers concatenated)."""
+    correct = 0
+    sums = np.zeros(sum(net.sizes[1:-1]))
+    for i in range(0, x.shape[0], batch_size):
+        res = net.forward(x[i:i + batch_size])
+        correct += int((res.v_out.argmax(axis=1) == y[i:i + batch_size]).sum())
+        sums += np.concatenate([c.sum(axis=0) for c in res.spike_counts])
+    return correct / x.shape[0], sums / x.shape[0]
+
+
+_DATA = {}   # (data_dir, eval_subset) -> Dataset, for repeated main() calls in one process
+
+
+def _load_data(args):
+    from eventsim._train import Dataset
+    from eventsim.datasets import latency_encode, mnist
+
+    key = (args.data_dir, args.eval_subset)
+    if key not in _DATA:
+        data = mnist(args.data_dir)
+        n_eval = data.test_images.shape[0] if args.eval_subset is None else \
+            min(args.eval_subset, data.test_images.shape[0])
+        _DATA.clear()
+        _DATA[key] = Dataset(latency_encode(data.train_images), data.train_labels,
+                             latency_encode(data.test_images[:n_eval]),
+                             data.test_labels[:n_eval])
+    return _DATA[key]
+
+
+def _read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path, obj):
+    tmp = Path(path).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj) + "\n")
+    os.replace(tmp, path)
+
+
+def _evaluate_run(run_dir, net, dataset, eval_batch):
+    acc, counts = spike_statistics(net, dataset.x_test, dataset.y_test, eval_batch)
+    tmp = run_dir / "spike_counts.tmp.npy"
+    np.save(tmp, counts)
+    os.replace(tmp, run_dir / "spike_counts.npy")
+    info = {"test_acc": acc, "eval_samples": int(dataset.x_test.shape[0]),
+            "mean_spikes_per_neuron": float(counts.mean()),
+            "silent_fraction": float((counts == 0).mean())}
+    _write_json(run_dir / "eval.json", info)
+    return info
+
+
+def train_one(args, mode, tau_i, seed, dataset):
+    """Train (or resume, or skip) one run and evaluate it; returns (status, info)."""
+    from eventsim import Network
+    from eventsim._train import TrainConfig, Trainer, write_summary
+
+    config = TrainConfig(hidden=args.hidden, tau_i=tau_i, tau_v=tau_i / args.p,
+                         single_spike=(mode == "single"), epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr,
+                         dead_penalty=args.dead_penalty, output_l2=args.output_l2, seed=seed,
+                         device=args.device, train_subset=args.train_subset,
+                         min_slope=args.min_slope)
+    run_dir = Path(args.out) / run_name(mode, tau_i, seed)
+    n_eval = int(dataset.x_test.shape[0])
+    summary = _read_json(run_dir / "summary.json")
+    if summary is not None and summary.get("epochs") == config.epochs:
+        _check_finished(run_dir, config)
+        info = _read_json(run_dir / "eval.json")
+        if info is not None and info.get("eval_samples") == n_eval \
+                and (run_dir / "spike_counts.npy").is_file():
+            return "skipped (done)", info
+        net = Network.load(run_dir / "model.h5", device=config.device)
+        return "re-evaluated", _evaluate_run(run_dir, net, dataset, config.eval_batch_size)
+
+    trainer = Trainer(config, dataset, run_dir, progress=args.progress)
+    resumed = trainer.resume()   # raises ValueError if the checkpoint has other settings
+    if trainer.epoch > config.epochs:
+        raise ValueError(f"{run_dir} already holds {trainer.epoch} epochs, more than "
+                         f"--epochs {config.epochs}; raise --epochs or use another --out")
+    start_epoch = trainer.epoch
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "train.log", "a") as log:
+        out = _Tee(log, sys.stdout) if args.verbose else log
+        with contextlib.redirect_stdout(out):
+            summary = trainer.fit()
+    write_summary(run_dir, summary)
+    info = _evaluate_run(run_dir, trainer.net, dataset, config.eval_batch_size)
+    if start_epoch == config.epochs:
+        status = f"finished from its checkpoint ({config.epochs} epochs)"
+    else:
+        status = (f"resumed after epoch {start_epoch}, " if resumed else "") + \
+            f"trained epoch{'s' if config.epochs - start_epoch > 1 else ''} " + \
+            (f"{start_epoch + 1}..{config.epochs}" if config.epochs - start_epoch > 1
+             else f"{config.epochs}")
+    return status, info
+
+
+def _check_finished(run_dir, config):
+    """A finished run must match the requested settings (other than epochs/device)."""
+    from eventsim._io import load_checkpoint
+
+    path = run_dir / "model.h5"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has summary.json but no model.h5; delete the "
+                                "directory to retrain it")
+    saved = load_checkpoint(path)["extra"]["config"]
+    mine = asdict(config)
+    for key, value in saved.items():
+        if key in ("epochs", "device", "eval_batch_size") or key not in mine:
+            continue
+        have = list(mine[key]) if isinstance(mine[key], tuple) else mine[key]
+        if (list(value) if isinstance(value, (list, tuple)) else value) != have:
+            raise ValueError(f"{run_dir} was trained with {key}={value!r}, now {key}="
+                             f"{mine[key]!r}; use the same settings or another --out")
+
+
+# ----------------------------------------------------------------------------- results
+def collect(out_dir):
+    """One row per completed run in out_dir (summary.json + eval.json + spike_counts.npy);
+    returns (rows, {run_dir_name: spike_counts})."""
+    rows, counts = [], {}
+    for run_dir in sorted(Path(out_dir).glob("*_tau*_seed*")):
+        summary = _read_json(run_dir / "summary.json")
+        info = _read_json(run_dir / "eval.json")
+        if summary is None or info is None or not (run_dir / "spike_counts.npy").is_file():
+            continue
+        rows.append({"mode": "single" if summary["single_spike"] else "multi",
+                     "tau_i": float(summary["tau_i"]), "tau_v": float(summary["tau_v"]),
+                     "seed": int(summary["seed"]), "test_acc": float(info["test_acc"]),
+                     "mean_spikes_per_neuron": float(info["mean_spikes_per_neuron"]),
+                     "epochs": int(summary["epochs"]),
+                     "train_samples": int(summary["train_samples"]),
+                     "eval_samples": int(info["eval_samples"]),
+                     "hidden": ",".join(str(h) for h in summary["hidden"]),
+                     "silent_fraction": float(info["silent_fraction"]),
+                     "_dir": run_dir.name})
+        counts[run_dir.name] = np.load(run_dir / "spike_counts.npy")
+    rows.sort(key=lambda r: (MODES.index(r["mode"]), r["tau_i"], r["seed"]))
+    return rows, counts
+
+
+def write_csv(out_dir, rows):
+    path = Path(out_dir) / "sweep.csv"
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def _values(rows, key):
+    return sorted({r[key] for r in rows})
+
+
+def protocol_line(rows):
+    """What the runs were trained with, for the figure titles; flags a quick sweep."""
+    def show(key, fmt=str):
+        vals = _values(rows, key)
+        return "/".join(fmt(v) for v in vals)
+
+    seeds_per = {}
+    for r in rows:
+        seeds_per.setdefault((r["mode"], r["tau_i"]), set()).add(r["seed"])
+    n_seeds = sorted({len(s) for s in seeds_per.values()})
+    seeds = "/".join(map(str, n_seeds))
+    epochs = show("epochs")
+    line = (f"784-{show('hidden').replace(',', '-')}-10, {epochs} epoch"
+            f"{'' if epochs == '1' else 's'}, {show('train_samples')} train samples/epoch, "
+            f"{show('eval_samples')} test samples, {seeds} seed{'' if seeds == '1' else 's'}")
+    paper = (_values(rows, "epochs") == [PAPER["epochs"]]
+             and _values(rows, "train_samples") == [PAPER["train_samples"]]
+             and _values(rows, "eval_samples") == [PAPER["eval_samples"]]
+             and _values(rows, "hidden") == [PAPER["hidden"]])
+    if not paper:
+        line += "\nQUICK SWEEP, not the paper's protocol (100 epochs, 60000 samples, 400 hidden)"
+    elif n_seeds != [PAPER["seeds"]]:
+        line += f" (paper: {PAPER['seeds']} seeds)"
+    return line
+
+
+def _stats(rows, mode, key, scale=1.0):
+    """tau_i values, means, standard errors (nan for one seed) and seed counts."""
+    taus = sorted({r["tau_i"] for r in rows if r["mode"] == mode})
+    mean, se, n = [], [], []
+    for t in taus:
+        v = np.array([r[key] for r in rows if r["mode"] == mode and r["tau_i"] == t]) * scale
+        mean.append(v.mean())
+        se.append(v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else np.nan)
+        n.append(v.size)
+    return np.array(taus), np.array(mean), np.array(se), n
+
+
+def _tau_axis(ax, taus):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(taus)
+    ax.set_xticklabels([f"{t:g}" for t in taus])
+    ax.minorticks_off()
+    ax.set_xlabel(r"$\tau_I$  ($\tau_V = \tau_I/p$)")
+    ax.grid(alpha=0.3)
+
+
+def pick_fig3_taus(available, wanted):
+    available = sorted(available)
+    chosen = [t for t in available if any(math.isclose(t, w) for w in wanted)]
+    if len(chosen) == len(set(wanted)) or len(available) <= 1:
+        return chosen or available
+    if len(available) <= 3:
+        return available
+    return [available[0], available[len(available) // 2], available[-1]]
+
+
+def plot(out_dir, rows, counts, fig3_taus=PAPER_FIG3_TAUS):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    proto = protocol_line(rows)
+    paths = [out_dir / name for name in FIGURES]
+    all_taus = _values(rows, "tau_i")
+    p_vals = sorted({round(r["tau_i"] / r["tau_v"], 6) for r in rows})
+    p_text = "/".join(f"{p:g}" for p in p_vals)
+
+    # Fig. 3: distribution over hidden neurons of the mean spike count, multi-spike
+    multi = [r for r in rows if r["mode"] == "multi"]
+    taus3 = pick_fig3_taus({r["tau_i"] for r in multi}, fig3_taus)
+    ncol = max(len(taus3), 1)
+    fig, axes = plt.subplots(1, ncol, figsize=(4.2 * ncol, 3.8), squeeze=False)
+    for ax, tau in zip(axes[0], taus3):
+        runs = [r for r in multi if r["tau_i"] == tau]
+        values = [counts[r["_dir"]] for r in runs]
+        top = max(float(max(v.max() for v in values)), 1e-9)
+        edges = np.linspace(0.0, top * 1.0001, 31)
+        # fraction of neurons per bin, averaged over the seeds (as the paper averages
+        # the histograms of its ten networks)
+        frac = np.mean([np.histogram(v, edges)[0] / v.size for v in values], axis=0)
+        ax.bar(edges[:-1], frac, width=np.diff(edges), align="edge", color=COLORS["multi"],
+               edgecolor="white", linewidth=0.4)
+        m = float(np.mean([v.mean() for v in values]))
+        ax.axvline(m, color="k", ls="--", lw=1, label=f"mean {m:.2f}")
+        silent = float(np.mean([(v == 0).mean() for v in values]))
+        ax.set_title(rf"$\tau_I$ = {tau:g}, $\tau_V$ = {runs[0]['tau_v']:g}"
+                     f"\n{len(runs)} net{'s' if len(runs) > 1 else ''}, "
+                     f"{100 * silent:.0f}% silent neurons", fontsize=10)
+        ax.set_xlabel("spikes per hidden neuron (mean over test samples)")
+        ax.legend(fontsize=9, frameon=False)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("fraction of hidden neurons")
+    if not taus3:
+        axes[0][0].text(0.5, 0.5, "no multi-spike runs", ha="center", va="center",
+                        transform=axes[0][0].transAxes)
+    fig.suptitle("Fig. 3: distribution of spikes per hidden neuron (multi-spike)\n" + proto,
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=120)
+    plt.close(fig)
+
+    # Fig. 4: mean spikes per hidden neuron vs tau_I
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for mode in MODES:
+        taus, mean, se, n = _stats(rows, mode, "mean_spikes_per_neuron")
+        if taus.size:
+            ax.errorbar(taus, mean, yerr=np.nan_to_num(se), marker="o", capsize=3,
+                        color=COLORS[mode], label=f"{LABELS[mode]} (n={_n_text(n)})")
+    ax.axhline(1.0, color="k", ls="--", lw=1, label="1 (single-spike ceiling)")
+    _tau_axis(ax, all_taus)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("mean spikes per hidden neuron per sample")
+    ax.legend(fontsize=9)
+    ax.set_title(f"Fig. 4: spikes per hidden neuron vs " + r"$\tau_I$" + f" (p = {p_text})\n"
+                 + proto, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=120)
+    plt.close(fig)
+
+    # Fig. 5: test accuracy vs tau_I, mean +- standard error over seeds
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for mode in MODES:
+        taus, mean, se, n = _stats(rows, mode, "test_acc", scale=100.0)
+        if taus.size:
+            ax.errorbar(taus, mean, yerr=np.nan_to_num(se), marker="o", capsize=3,
+                        color=COLORS[mode], label=f"{LABELS[mode]} (n={_n_text(n)})")
+    _tau_axis(ax, all_taus)
+    ax.set_ylabel("test accuracy (%), mean ± s.e. over seeds")
+    ax.legend(fontsize=9)
+    ax.set_title(f"Fig. 5: test accuracy vs " + r"$\tau_I$" + f" (p = {p_text})\n" + proto,
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def _n_text(n):
+    lo, hi = min(n), max(n)
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
+def finish(args):
+    rows, counts = collect(args.out)
+    if not rows:
+        print(f"error: no completed runs in {args.out}", file=sys.stderr)
+        return None
+    csv_path = write_csv(args.out, rows)
+    paths = plot(args.out, rows, counts, args.fig3_taus)
+    print(f"{len(rows)} runs -> {csv_path}", flush=True)
+    for p in paths:
+        print(f"wrote {p}", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    if args.plot_only:
+        return 0 if finish(args) else 1
+    out.mkdir(parents=True, exist_ok=True)
+    import eventsim as es
+
+    jobs = [(mode, tau, seed) for mode in args.modes for tau in args.taus for seed in args.seeds]
+    t0 = time.perf_counter()
+    dataset = _load_data(args)
+    epochs = f"{args.epochs} epoch{'s' * (args.epochs > 1)}"
+    print(f"eventsim {es.__version__}: tau sweep of {len(jobs)} runs into {out} "
+          f"(784-{'-'.join(map(str, args.hidden))}-10, {epochs}, "
+          f"{args.train_subset or dataset.x_train.shape[0]} train samples/epoch, "
+          f"{dataset.x_test.shape[0]} test samples; data ready in "
+          f"{time.perf_counter() - t0:.1f} s)", flush=True)
+    failed = []
+    for k, (mode, tau, seed) in enumerate(jobs, 1):
+        head = (f"[{k}/{len(jobs)}] {mode:6s} tau_i={tau:<5g} tau_v={tau / args.p:<6g} "
+                f"seed={seed}:")
+        start = time.perf_counter()
+        try:
+            status, info = train_one(args, mode, tau, seed, dataset)
+        except FloatingPointError as exc:   # one diverged run must not stop the sweep
+            print(f"{head} FAILED: {exc}", flush=True)
+            failed.append(run_name(mode, tau, seed))
+            continue
+        except (ValueError, FileNotFoundError) as exc:   # settings clash with DIR
+            print(f"{head} error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"\n{head} interrupted; its last complete epoch is in "
+                  f"{out / run_name(mode, tau, seed) / 'checkpoint.h5'}. Rerun the same "
+                  "command to resume the sweep.", file=sys.stderr)
+            return 130
+        print(f"{head} {status}; test acc {100 * info['test_acc']:.2f}%, "
+              f"spikes/neuron {info['mean_spikes_per_neuron']:.3f}, "
+              f"silent {100 * info['silent_fraction']:.0f}% "
+              f"({time.perf_counter() - start:.1f} s)", flush=True)
+    rows = finish(args)
+    if failed:
+        print(f"{len(failed)} run(s) failed: {', '.join(failed)} (see their train.log; "
+              "try --min-slope or a lower --lr)", file=sys.stderr)
+    return 0 if rows and not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""examples/tau_sweep.py: a tiny sweep writes sweep.csv and Figs. 3-5, replots, resumes."""
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    spec = importlib.util.spec_from_file_location("tau_sweep", ROOT / "examples" / "tau_sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_rows(out):
+    with open(out / "sweep.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tau_sweep_end_to_end(sweep, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["--taus", "0.4", "0.8", "--epochs", "1", "--train-subset", "300",
+            "--eval-subset", "200", "--hidden", "20", "--out", str(out)]
+    assert sweep.main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("trained epoch 1;") == 4   # one progress line per run
+
+    for name in sweep.FIGURES:
+        assert (out / name).stat().st_size > 10_000
+    rows = read_rows(out)
+    assert list(rows[0])[:8] == ["mode", "tau_i", "tau_v", "seed", "test_acc",
+                                 "mean_spikes_per_neuron", "epochs", "train_samples"]
+    assert [(r["mode"], float(r["tau_i"]), float(r["tau_v"]), int(r["seed"])) for r in rows] \
+        == [("multi", 0.4, 0.2, 0), ("multi", 0.8, 0.4, 0),
+            ("single", 0.4, 0.2, 0), ("single", 0.8, 0.4, 0)]
+    for r in rows:
+        assert int(r["epochs"]) == 1 and int(r["train_samples"]) == 300
+        assert int(r["eval_samples"]) == 200 and r["hidden"] == "20"
+        assert 0.0 <= float(r["test_acc"]) <= 1.0
+        run = out / f"{r['mode']}_tau{float(r['tau_i']):g}_seed0"
+        counts = np.load(run / "spike_counts.npy")
+        assert counts.shape == (20,) and (counts >= 0).all()
+        assert float(r["mean_spikes_per_neuron"]) == pytest.approx(counts.mean())
+        assert json.loads((run / "summary.json").read_text())["epochs"] == 1
+        if r["mode"] == "single":
+            assert counts.max() <= 1.0   # at most one spike per neuron and sample
+
+    # --plot-only rebuilds the csv and figures from the run directories alone
+    for name in (*sweep.FIGURES, "sweep.csv"):
+        (out / name).unlink()
+    assert sweep.main(["--out", str(out), "--plot-only"]) == 0
+    assert all((out / name).is_file() for name in sweep.FIGURES)
+    assert read_rows(out) == rows
+    capsys.readouterr()
+
+    # a rerun skips the finished runs (model files untouched) and only adds the new seed
+    stamp = (out / "multi_tau0.4_seed0" / "model.h5").stat().st_mtime_ns
+    assert sweep.main(args[:-2] + ["--modes", "multi", "--seeds", "0", "1",
+                                   "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("skipped (done)") == 2 and printed.count("trained epoch 1;") == 2
+    assert (out / "multi_tau0.4_seed0" / "model.h5").stat().st_mtime_ns == stamp
+    assert len(read_rows(out)) == 6
+
+
+def test_tau_sweep_refuses_other_settings(sweep, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    base = ["--taus", "0.8", "--modes", "single", "--epochs", "1", "--train-subset", "100",
+            "--eval-subset", "100", "--out", str(out)]
+    assert sweep.main(base + ["--hidden", "10"]) == 0
+    assert sweep.main(base + ["--hidden", "12"]) == 2
+    assert "hidden" in capsys.readouterr().err
+
+
+def test_plot_only_on_empty_dir_fails(sweep, tmp_path):
+    assert sweep.main(["--out", str(tmp_path), "--plot-only"]) == 1
+    assert not (tmp_path / "sweep.csv").exists()
+
+
+def test_fig3_tau_choice(sweep):
+    assert sweep.pick_fig3_taus([0.2, 0.4, 0.8, 6.4], [0.2, 0.4, 6.4]) == [0.2, 0.4, 6.4]
+    assert sweep.pick_fig3_taus([0.2, 0.8, 3.2], [0.2, 0.4, 6.4]) == [0.2, 0.8, 3.2]
+    assert sweep.pick_fig3_taus([0.1, 0.2, 0.8, 1.6, 3.2], [0.4]) == [0.1, 0.8, 3.2]
