@@ -382,7 +382,7 @@ def plot(out_dir, rows, counts, fig3_taus=PAPER_FIG3_TAUS):
         ax.bar(edges[:-1], frac, width=np.diff(edges), align="edge", color=COLORS["multi"],
                edgecolor="white", linewidth=0.4)
         m = float(np.mean([v.mean() for v in values]))
-        ax.axvline(m, color="k", ls="--", lw=1, label=f"mean {m:.2f}")
+        ax.axvline(m, color="k", ls="--", lw=1, label=f"mean {m:.3g}")
         silent = float(np.mean([(v == 0).mean() for v in values]))
         ax.set_title(rf"$\tau_I$ = {tau:g}, $\tau_V$ = {runs[0]['tau_v']:g}"
                      f"\n{len(runs)} net{'s' if len(runs) > 1 else ''}, "
@@ -412,7 +412,7 @@ def plot(out_dir, rows, counts, fig3_taus=PAPER_FIG3_TAUS):
     ax.set_ylim(bottom=0)
     ax.set_ylabel("mean spikes per hidden neuron per sample")
     ax.legend(fontsize=9)
-    ax.set_title(f"Fig. 4: spikes per hidden neuron vs " + r"$\tau_I$" + f" (p = {p_text})\n"
+    ax.set_title("Fig. 4: spikes per hidden neuron vs " + r"$\tau_I$" + f" (p = {p_text})\n"
                  + proto, fontsize=10)
     fig.tight_layout()
     fig.savefig(paths[1], dpi=120)
@@ -428,7 +428,7 @@ def plot(out_dir, rows, counts, fig3_taus=PAPER_FIG3_TAUS):
     _tau_axis(ax, all_taus)
     ax.set_ylabel("test accuracy (%), mean ± s.e. over seeds")
     ax.legend(fontsize=9)
-    ax.set_title(f"Fig. 5: test accuracy vs " + r"$\tau_I$" + f" (p = {p_text})\n" + proto,
+    ax.set_title("Fig. 5: test accuracy vs " + r"$\tau_I$" + f" (p = {p_text})\n" + proto,
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(paths[2], dpi=120)

@@ -88,3 +88,20 @@ def test_fig3_tau_choice(sweep):
     assert sweep.pick_fig3_taus([0.2, 0.4, 0.8, 6.4], [0.2, 0.4, 6.4]) == [0.2, 0.4, 6.4]
     assert sweep.pick_fig3_taus([0.2, 0.8, 3.2], [0.2, 0.4, 6.4]) == [0.2, 0.8, 3.2]
     assert sweep.pick_fig3_taus([0.1, 0.2, 0.8, 1.6, 3.2], [0.4]) == [0.1, 0.8, 3.2]
+
+
+def test_tau_sweep_resumes_from_checkpoint(sweep, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    base = ["--taus", "0.8", "--modes", "multi", "--train-subset", "100", "--eval-subset", "100",
+            "--hidden", "10", "--out", str(out)]
+    assert sweep.main(base + ["--epochs", "1"]) == 0
+    run = out / "multi_tau0.8_seed0"
+    (run / "summary.json").unlink()            # as if killed after the epoch's checkpoint
+    (run / "eval.json").unlink()
+    capsys.readouterr()
+    assert sweep.main(base + ["--epochs", "2"]) == 0
+    assert "resumed after epoch 1, trained epoch 2;" in capsys.readouterr().out
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3
+    assert [int(r["epochs"]) for r in read_rows(out)] == [2]
+    assert sweep.main(base + ["--epochs", "1"]) == 2   # fewer epochs than trained: refused
+    assert "more than --epochs 1" in capsys.readouterr().err
