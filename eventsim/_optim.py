@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _adam_step(p, g, m, v, lr, beta1, beta2, eps, c1, c2):
+    """One fused pass of Adam over flat arrays (same operation order as NumPy's
+    m = b1 m + (1-b1) g; v = b2 v + (1-b2) g g; p -= lr (m/c1) / (sqrt(v/c2) + eps))."""
+    for i in prange(p.shape[0]):
+        m[i] = m[i] * beta1 + (1.0 - beta1) * g[i]
+        v[i] = v[i] * beta2 + (1.0 - beta2) * g[i] * g[i]
+        p[i] -= lr * (m[i] / c1) / (math.sqrt(v[i] / c2) + eps)
 
 
 class Adam:
@@ -26,11 +39,11 @@ class Adam:
         c1 = 1.0 - self.beta1 ** self.step
         c2 = 1.0 - self.beta2 ** self.step
         for p, g, m, v in zip(params, grads, self.m, self.v):
-            m *= self.beta1
-            m += (1.0 - self.beta1) * g
-            v *= self.beta2
-            v += (1.0 - self.beta2) * g * g
-            p -= self.lr * (m / c1) / (np.sqrt(v / c2) + self.eps)
+            if not (p.flags.c_contiguous and p.dtype == np.float64):
+                raise ValueError("Adam updates float64 C-contiguous parameter arrays in place")
+            _adam_step(p.reshape(-1), np.ascontiguousarray(g, np.float64).reshape(-1),
+                       m.reshape(-1), v.reshape(-1), self.lr, self.beta1, self.beta2, self.eps,
+                       c1, c2)
 
     def state_dict(self) -> dict:
         return {"step": self.step, "m": [a.copy() for a in self.m], "v": [a.copy() for a in self.v]}
