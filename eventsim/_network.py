@@ -178,6 +178,13 @@ class Network:
         be = self._backend
         lif, t_out = self.lif, self.t_out
         a, b, theta = lif.rate_i, lif.rate_v, lif.threshold
+        grad_v_out = np.asarray(grad_v_out, np.float64)
+        if grad_v_out.shape != res.v_out.shape:
+            raise ValueError(f"grad_v_out must have shape {res.v_out.shape}, got "
+                             f"{grad_v_out.shape}")
+        if grad_v_hidden is not None and len(grad_v_hidden) != len(res._layers):
+            raise ValueError(f"grad_v_hidden must hold {len(res._layers)} arrays (or None), "
+                             f"got {len(grad_v_hidden)}")
         grads = [None] * len(self._weights)
         grads[-1] = res._phi.T @ grad_v_out
         h = grad_v_out @ self._weights[-1].T
@@ -191,11 +198,13 @@ class Network:
                                            hidden.counts.shape[1], hidden.out_t.shape[2])
             nu = np.zeros_like(hidden.v_end) if grad_v_hidden is None or \
                 grad_v_hidden[l] is None else np.asarray(grad_v_hidden[l], np.float64)
+            if nu.shape != hidden.v_end.shape:
+                raise ValueError(f"grad_v_hidden[{l}] must have shape {hidden.v_end.shape}, "
+                                 f"got {nu.shape}")
             grads[l], g_times = be.layer_backward(
                 *hidden.inputs, be.prepare_weights(self._weights[l]), t_out, a, b, theta,
                 hidden.out_t, hidden.out_dv, hidden.counts, hidden.merged, spk_g, nu,
-                self.min_slope,
-                l > 0 or wrt_inputs)
+                self.min_slope, l > 0 or wrt_inputs)
         if not wrt_inputs:
             return grads
         times, ids, ptr = res._inputs

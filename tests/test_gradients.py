@@ -241,6 +241,9 @@ def test_min_slope_clips_gradients():
     (lambda net, x, y: setattr(net, "weights", [np.zeros((5, 7)), np.zeros((3, 7))]),
      r"weights\[1\]"),
     (lambda net, x, y: setattr(net, "weights", [np.zeros((5, 7))]), "expected 2"),
+    (lambda net, x, y: net.backward(net.forward(x), np.zeros((4, 2))), "grad_v_out"),
+    (lambda net, x, y: net.backward(net.forward(x), np.zeros((4, 3)), [np.zeros((4, 6))]),
+     r"grad_v_hidden\[0\]"),
 ])
 def test_bad_input(bad, match):
     net = es.Network([5, 7, 3], es.LIF(0.8, 0.4))
