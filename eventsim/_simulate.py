@@ -9,7 +9,7 @@ import numpy as np
 from . import _layer
 from ._lif import LIF
 from ._math import jit, kappa
-from ._spikes import Spikes, make_spikes
+from ._spikes import Spikes
 from ._validate import (check_bool, check_ids, check_lif, check_max_spikes, check_method,
                         check_spike_times, check_t_end, check_weights)
 
@@ -96,11 +96,8 @@ def simulate_layer(times, ids, weights, lif: LIF, t_end=1.0, single_spike=False,
     ptr = np.array([0, times.shape[0]], np.int64)
     out_t, _, counts, _ = run_layer(times, ids, ptr, weights, lif, t_end, single_spike,
                                     method_code, max_spikes)
-    n_out = weights.shape[1]
-    owner = np.repeat(np.arange(n_out), counts[0])
-    flat = np.concatenate([out_t[0, j, :counts[0, j]] for j in range(n_out)]) if n_out else \
-        np.empty(0)
-    return make_spikes(flat, owner, n_out)
+    spike_times, spike_ids, _, _ = _layer.merge_spikes(out_t, counts)
+    return Spikes(spike_times, spike_ids, weights.shape[1])
 
 
 @jit
