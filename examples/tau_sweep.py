@@ -47,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eventsim._train import parse_hidden
+
 PAPER_TAUS = (0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 PAPER_FIG3_TAUS = (0.2, 0.4, 6.4)
 PAPER = {"epochs": 100, "train_samples": 60000, "eval_samples": 10000, "hidden": "400",
@@ -74,7 +76,8 @@ def parse_args(argv=None):
                    help="use the first N shuffled training samples of each epoch")
     p.add_argument("--eval-subset", type=int, default=None,
                    help="evaluate on the first N test samples (default: all 10000)")
-    p.add_argument("--hidden", default="400", help="hidden sizes, e.g. 400 or 400,400")
+    p.add_argument("--hidden", type=parse_hidden, default="400",
+                   help="hidden sizes, e.g. 400 or 400,400")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--dead-penalty", type=float, default=0.01, help="lambda of eq. 24")
@@ -94,12 +97,6 @@ def parse_args(argv=None):
                    help="also print the per-epoch lines (always written to <run>/train.log)")
     p.add_argument("--progress", action="store_true", help="tqdm bar per epoch")
     args = p.parse_args(argv)
-    try:
-        args.hidden = tuple(int(h) for h in str(args.hidden).split(",") if h.strip())
-    except ValueError:
-        p.error(f"--hidden must be comma-separated integers, got {args.hidden!r}")
-    if not args.hidden:
-        p.error("--hidden needs at least one hidden layer")
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")

@@ -21,7 +21,7 @@ import sys
 
 import eventsim as es
 from eventsim.datasets import latency_encode, mnist
-from eventsim._train import Dataset, TrainConfig, Trainer, write_summary
+from eventsim._train import Dataset, TrainConfig, Trainer, parse_hidden, write_summary
 
 
 def parse_args(argv=None):
@@ -31,7 +31,8 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--tau-i", type=float, default=0.8)
     p.add_argument("--tau-v", type=float, default=None, help="default: tau_i / 2")
-    p.add_argument("--hidden", default="400", help="hidden sizes, e.g. 400 or 400,400")
+    p.add_argument("--hidden", type=parse_hidden, default="400",
+                   help="hidden sizes, e.g. 400 or 400,400")
     p.add_argument("--single-spike", action="store_true", help="TTFS restriction")
     p.add_argument("--dead-penalty", type=float, default=0.01, help="lambda of eq. 24")
     p.add_argument("--output-l2", type=float, default=1e-4, help="sigma of eq. 24")
@@ -47,10 +48,6 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.h5")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    try:
-        args.hidden = tuple(int(h) for h in str(args.hidden).split(",") if h.strip())
-    except ValueError:
-        p.error(f"--hidden must be comma-separated integers, got {args.hidden!r}")
     return args
 
 
