@@ -58,10 +58,14 @@ def main(argv=None) -> int:
                          batch_size=args.batch_size, lr=args.lr, dead_penalty=args.dead_penalty,
                          output_l2=args.output_l2, seed=args.seed, device=args.device,
                          train_subset=args.train_subset, min_slope=args.min_slope)
-    data = mnist(args.data_dir)
-    dataset = Dataset(latency_encode(data.train_images), data.train_labels,
-                      latency_encode(data.test_images), data.test_labels)
-    trainer = Trainer(config, dataset, args.out, progress=not args.no_progress)
+    try:
+        data = mnist(args.data_dir)
+        dataset = Dataset(latency_encode(data.train_images), data.train_labels,
+                          latency_encode(data.test_images), data.test_labels)
+        trainer = Trainer(config, dataset, args.out, progress=not args.no_progress)
+    except (es.DataError, RuntimeError, ValueError) as err:  # missing data, no GPU, ...
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.resume and trainer.resume():
         print(f"resumed from {args.out}/checkpoint.h5 after epoch {trainer.epoch}", flush=True)
     elif not args.resume and (trainer.out_dir / "checkpoint.h5").exists():

@@ -150,3 +150,9 @@ def test_train_mnist_example_resumes(tmp_path, monkeypatch, capsys):
     assert net.sizes == [784, 30, 10]
     saved = _io.load_checkpoint(out / "model.h5")
     assert saved["extra"]["config"]["lr"] == 1e-3 and saved["epoch"] == 2
+
+
+def test_train_mnist_example_reports_missing_data(tmp_path, monkeypatch, capsys):
+    code, cap = run_example(["--data-dir", str(tmp_path / "nowhere"), "--out",
+                             str(tmp_path / "run")], monkeypatch, capsys)
+    assert code == 2 and "error:" in cap.err and "not found" in cap.err
