@@ -82,25 +82,21 @@ def test_layer_kernels_match_cpu(seed, tau_i, tau_v, method, single):
     for got, want in zip(cu.dense_to_lists(x, 1.0), (times, ids, ptr)):
         _close(got, want, 0.0)
 
-    cap = 3   # small, so some neurons overflow their buffer and only count on
-    fwd_cpu = _layer.layer_forward(times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b, theta,
+    def forward_both(cap):
+        fwd_cpu = _layer.layer_forward(times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b,
+                                       theta, single, method, 10_000, cap)
+        fwd_gpu = cu.layer_forward(times, ids, ptr, cu.prepare_weights(w), 1.0, a, b, theta,
                                    single, method, 10_000, cap)
-    fwd_gpu = cu.layer_forward(times, ids, ptr, cu.prepare_weights(w), 1.0, a, b, theta,
-                               single, method, 10_000, cap)
-    for got, want in zip(fwd_gpu, fwd_cpu):
-        _close(got, want)
-    counts = fwd_cpu[2]
-    assert counts.sum() > 0 and (counts.max() > 1 or single)
+        for got, want in zip(fwd_gpu, fwd_cpu):
+            _close(got, want)
+        return fwd_cpu
 
+    # a small buffer first, so some neurons overflow it and only count on
+    counts = forward_both(3)[2]
+    assert counts.sum() > 0 and (counts.max() > 1 or single)
     # rerun with a buffer that fits, as run_layer does
     cap = max(int(counts.max()), 1)
-    fwd_cpu = _layer.layer_forward(times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b, theta,
-                                   single, method, 10_000, cap)
-    fwd_gpu = cu.layer_forward(times, ids, ptr, cu.prepare_weights(w), 1.0, a, b, theta,
-                               single, method, 10_000, cap)
-    for got, want in zip(fwd_gpu, fwd_cpu):
-        _close(got, want)
-    out_t, out_dv, counts, v_end = fwd_cpu
+    out_t, out_dv, counts, v_end = forward_both(cap)
 
     merged_cpu = _layer.merge_spikes(out_t, counts)
     for got, want in zip(cu.merge_spikes(out_t, counts), merged_cpu):
