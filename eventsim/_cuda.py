@@ -62,12 +62,10 @@ if SIMULATOR:
     # take, so it runs the Python source of the drivers; the scalar maths they
     # call (first_crossing, kappa, ...) is still the compiled CPU code. Python
     # functions that take arrays must call each other's Python source too.
-    import types as _types
-
     def _python_source(fn, **replace):
         f = fn.py_func
         scope = dict(f.__globals__, **replace)
-        return _types.FunctionType(f.__code__, scope, f.__name__, f.__defaults__,
+        return types.FunctionType(f.__code__, scope, f.__name__, f.__defaults__,
                                    f.__closure__)
 
     _neuron_forward = _python_source(neuron_forward,
