@@ -200,13 +200,14 @@ def layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts
                     for j in range(n_out):
                         acc += wrow[j] * (a * li[j] - lv[j])
                     grad_in[k] = acc
-    grad_w = grad_w_chunks[0]
-    for c in range(1, n_chunks):
-        chunk = grad_w_chunks[c]
-        for i in range(n_in):
-            for j in range(n_out):
-                grad_w[i, j] += chunk[i, j]
-    return grad_w.copy(), grad_in
+    grad_w = np.empty((n_in, n_out))
+    for i in prange(n_in):  # chunk order fixed per entry: deterministic
+        for j in range(n_out):
+            total = grad_w_chunks[0, i, j]
+            for c in range(1, n_chunks):
+                total += grad_w_chunks[c, i, j]
+            grad_w[i, j] = total
+    return grad_w, grad_in
 
 
 @pjit
