@@ -112,17 +112,19 @@ def test_layer_kernels_match_cpu(seed, tau_i, tau_v, method, single):
     nu[0, 0] = 0.0   # with no spikes either, (0, 0) is skipped if silent
     for want_input_grad in (True, False):
         bwd_cpu = _layer.layer_backward(times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b,
-                                        theta, out_t, out_dv, counts, _layer.merge_spikes(out_t, counts), spk_g, nu, 0.0,
-                                        want_input_grad)
+                                        theta, out_t, out_dv, counts, merged_cpu, spk_g, nu,
+                                        0.0, want_input_grad)
         bwd_gpu = cu.layer_backward(times, ids, ptr, cu.prepare_weights(w), 1.0, a, b, theta,
-                                    out_t, out_dv, counts, _layer.merge_spikes(out_t, counts), spk_g, nu, 0.0, want_input_grad)
+                                    out_t, out_dv, counts, merged_cpu, spk_g, nu, 0.0,
+                                    want_input_grad)
         for got, want in zip(bwd_gpu, bwd_cpu):
             _close(got, want)
     # the slope clip goes through the same code
     bwd_cpu = _layer.layer_backward(times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b,
-                                    theta, out_t, out_dv, counts, _layer.merge_spikes(out_t, counts), spk_g, nu, 5.0, True)
+                                    theta, out_t, out_dv, counts, merged_cpu, spk_g, nu, 5.0,
+                                    True)
     bwd_gpu = cu.layer_backward(times, ids, ptr, cu.prepare_weights(w), 1.0, a, b, theta,
-                                out_t, out_dv, counts, _layer.merge_spikes(out_t, counts), spk_g, nu, 5.0, True)
+                                out_t, out_dv, counts, merged_cpu, spk_g, nu, 5.0, True)
     for got, want in zip(bwd_gpu, bwd_cpu):
         _close(got, want)
 
@@ -189,12 +191,13 @@ def test_sample_groups_split_scratch(monkeypatch):
     rng = np.random.default_rng(0)
     spk_g = np.where(np.isfinite(out_t), rng.normal(size=out_t.shape), 0.0)
     nu = rng.normal(size=v_end.shape)
+    merged = _layer.merge_spikes(out_t, counts)
     want = _layer.layer_backward(times, ids, ptr, _layer.prepare_weights(w), 1.0, a, b, theta,
-                                 out_t, out_dv, counts, _layer.merge_spikes(out_t, counts), spk_g, nu, 0.0, True)
+                                 out_t, out_dv, counts, merged, spk_g, nu, 0.0, True)
     monkeypatch.setattr(_cuda, "SCRATCH_BYTES", 1)   # one sample per group
     assert len(_cuda._sample_groups(ptr, 2 * 8 * w.shape[1], 1)) == ptr.shape[0] - 1
     got = cu.layer_backward(times, ids, ptr, cu.prepare_weights(w), 1.0, a, b, theta,
-                            out_t, out_dv, counts, _layer.merge_spikes(out_t, counts), spk_g, nu, 0.0, True)
+                            out_t, out_dv, counts, merged, spk_g, nu, 0.0, True)
     for g, wnt in zip(got, want):
         _close(g, wnt)
 
@@ -220,7 +223,8 @@ def test_empty_inputs():
     assert out[2].sum() == 0 and np.all(out[3] == 0.0) and np.all(np.isinf(out[0]))
     zeros = np.zeros((2, 2, 16))
     gw, gi = cu.layer_backward(times0, ids0, ptr0, cu.prepare_weights(w), 1.0, a, b, theta,
-                               out[0], out[1], out[2], _layer.merge_spikes(out[0], out[2]), zeros, np.ones((2, 2)), 0.0, True)
+                               out[0], out[1], out[2], _layer.merge_spikes(out[0], out[2]),
+                               zeros, np.ones((2, 2)), 0.0, True)
     assert gw.shape == (3, 2) and np.all(gw == 0.0) and gi.shape == (0,)
     _close(cu.readout_features(times0, ids0, ptr0, 3, 1.0, a, b), np.zeros((2, 3)))
 
