@@ -254,7 +254,8 @@ def main(argv=None):
     for name in contenders:
         if name.startswith("eventsim"):
             print(f"ratio ({name} samples/s) / (dense Alg.1 forward samples/s) = "
-                  f"{base / t[name][0]:.2f}  (median-based {t['dense Alg.1 forward'][1] / t[name][1]:.2f})")
+                  f"{base / t[name][0]:.2f}  "
+                  f"(median-based {t['dense Alg.1 forward'][1] / t[name][1]:.2f})")
     print("(training = forward + backward + Adam; the dense baseline does the forward only)")
     return 0 if ok else 1
 

@@ -139,13 +139,14 @@ def check_agreement(cpu, gpu, x, labels, checks):
             rng = np.random.default_rng(1)
             spk_g = np.where(np.isfinite(fc[0]), rng.normal(size=fc[0].shape), 0.0)
             nu = rng.normal(size=fc[3].shape)
+            merged = _layer.merge_spikes(fc[0], fc[2])
             bc = _layer.layer_backward(times, ids, ptr, _layer.prepare_weights(w), t_out, a, b,
-                                       theta, fc[0], fc[1], fc[2], _layer.merge_spikes(fc[0], fc[2]), spk_g, nu, 0.0, True)
+                                       theta, fc[0], fc[1], fc[2], merged, spk_g, nu, 0.0, True)
             bg = cu.layer_backward(times, ids, ptr, cu.prepare_weights(w), t_out, a, b, theta,
-                                   fc[0], fc[1], fc[2], _layer.merge_spikes(fc[0], fc[2]), spk_g, nu, 0.0, True)
+                                   fc[0], fc[1], fc[2], merged, spk_g, nu, 0.0, True)
             checks.report("layer_backward grad_w", bg[0], bc[0])
             checks.report("layer_backward grad_in", bg[1], bc[1])
-            mt, mi, mp, _ = _layer.merge_spikes(fc[0], fc[2])
+            mt, mi, mp, _ = merged
             phi = _layer.readout_features(mt, mi, mp, w.shape[1], t_out, a, b)
             checks.report("readout_features", cu.readout_features(mt, mi, mp, w.shape[1],
                                                                    t_out, a, b), phi)

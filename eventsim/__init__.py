@@ -20,5 +20,6 @@ from ._train import Dataset, TrainConfig, Trainer
 from .datasets import DataError, MissingDataError, latency_encode, mnist
 
 __all__ = ["DataError", "Dataset", "ForwardResult", "LIF", "MissingDataError", "Network",
-           "TrainConfig", "Trainer", "datasets", "latency_encode", "mnist", "Spikes", "SpikeLimitError", "membrane", "simulate_layer", "simulate_network"]
+           "SpikeLimitError", "Spikes", "TrainConfig", "Trainer", "datasets", "latency_encode",
+           "membrane", "mnist", "simulate_layer", "simulate_network"]
 __version__ = "0.1.0"

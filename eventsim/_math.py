@@ -2,7 +2,8 @@
 
 Every function here is a plain ``@njit`` scalar function: no allocation, no
 exceptions, ``error_model="numpy"``, and conditional expressions instead of the
-builtins min/max (which numba's CUDA target cannot compile with two arguments). The CPU kernels call them directly and the
+builtins min/max (which numba's CUDA target cannot compile with two arguments).
+The CPU kernels call them directly and the
 CUDA kernels (``eventsim._cuda``) compile the very same functions as device
 functions, so the maths exists once.
 

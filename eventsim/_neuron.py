@@ -111,8 +111,9 @@ def neuron_forward(j, times, ids, ea, eb, kap, kmax, start, stop, t_end, w, a, b
     At each input the current jumps by w; over the following interval the state
     is propagated in closed form. An interval is examined exactly
     (``exact_interval``) only when the sound filter ``needs_exact`` says a
-    spike may hide in it. In single-spike mode the neuron keeps integrating after its one
-    spike but never fires again.
+    spike may hide in it (``eventsim._layer.layer_forward`` inlines the same
+    test in branch-free form; keep the two in step). In single-spike mode the
+    neuron keeps integrating after its one spike but never fires again.
 
     Returns (spike count, V(t_end)); stops after ``max_spikes + 1`` spikes.
     """
