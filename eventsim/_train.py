@@ -40,6 +40,8 @@ class TrainConfig:
     device: str = "cpu"
     train_subset: int | None = None
     min_slope: float = 0.0
+    init_mean: float = 0.03             # initial weights ~ Normal(mean, std**2)
+    init_std: float = 0.3 ** 0.5        # the paper's variance 0.3
     t_out: float = 1.0
     eval_batch_size: int = 1000
 
@@ -58,7 +60,8 @@ class TrainConfig:
     def build_network(self, n_in: int, n_out: int) -> Network:
         return Network([n_in, *self.hidden, n_out], LIF(self.tau_i, self.tau_v),
                        t_out=self.t_out, single_spike=self.single_spike, seed=self.seed,
-                       min_slope=self.min_slope, device=self.device)
+                       min_slope=self.min_slope, device=self.device,
+                       init_mean=self.init_mean, init_std=self.init_std)
 
 
 @dataclass

@@ -38,6 +38,9 @@ def parse_args(argv=None):
     p.add_argument("--output-l2", type=float, default=1e-4, help="sigma of eq. 24")
     p.add_argument("--min-slope", type=float, default=0.0,
                    help="clip dV/dt at crossings from below in the backward pass (0 = exact)")
+    p.add_argument("--init-mean", type=float, default=0.03, help="mean of the initial weights")
+    p.add_argument("--init-std", type=float, default=0.3 ** 0.5,
+                   help="std of the initial weights (default: the paper's variance 0.3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--train-subset", type=int, default=None, help="use the first N shuffled "
@@ -57,7 +60,8 @@ def main(argv=None) -> int:
                          single_spike=args.single_spike, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, dead_penalty=args.dead_penalty,
                          output_l2=args.output_l2, seed=args.seed, device=args.device,
-                         train_subset=args.train_subset, min_slope=args.min_slope)
+                         train_subset=args.train_subset, min_slope=args.min_slope,
+                         init_mean=args.init_mean, init_std=args.init_std)
     try:
         data = mnist(args.data_dir)
         dataset = Dataset(latency_encode(data.train_images), data.train_labels,

@@ -250,3 +250,14 @@ def test_bad_input(bad, match):
     x, y = make_batch(5, 3, 4, seed=0)
     with pytest.raises(ValueError, match=match):
         bad(net, x, y)
+
+
+def test_initial_weights_follow_init_mean_and_std():
+    default = es.Network([300, 200, 10], es.LIF(0.8, 0.4), seed=1)
+    w = default.weights[0]
+    assert abs(w.mean() - 0.03) < 0.01 and abs(w.var() - 0.3) < 0.01   # the paper's N(0.03, 0.3)
+    custom = es.Network([300, 200, 10], es.LIF(0.8, 0.4), seed=1, init_mean=-0.2, init_std=0.1)
+    w = custom.weights[1]
+    assert abs(w.mean() + 0.2) < 0.01 and abs(w.std() - 0.1) < 0.01
+    with pytest.raises(ValueError, match="init_std"):
+        es.Network([5, 7, 3], es.LIF(0.8, 0.4), init_std=-1.0)
