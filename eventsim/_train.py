@@ -15,6 +15,7 @@ import numpy as np
 
 from ._io import load_checkpoint, save_checkpoint
 from ._lif import LIF
+from ._losses import softmax_cross_entropy
 from ._network import Network
 from ._optim import Adam
 
@@ -36,6 +37,7 @@ class TrainConfig:
     lr: float = 1e-3
     dead_penalty: float = 0.01          # lambda of eq. 24
     output_l2: float = 1e-4             # sigma of eq. 24
+    penalty_reduction: str = "sum"      # how the lambda and sigma terms meet the batch
     seed: int = 0
     device: str = "cpu"
     train_subset: int | None = None
@@ -54,8 +56,22 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.train_subset is not None and int(self.train_subset) < 1:
             raise ValueError(f"train_subset must be >= 1, got {self.train_subset!r}")
+        if self.penalty_reduction not in ("sum", "mean"):
+            raise ValueError(f"penalty_reduction must be 'sum' or 'mean', "
+                             f"got {self.penalty_reduction!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+
+    def penalty_weights(self, batch: int):
+        """(lambda, sigma) as weights of the batch-mean terms of ``Network.loss``.
+
+        Eq. 24 leaves open how its terms meet a minibatch. "sum" (default) averages
+        the cross-entropy over the batch and sums the dead-neuron and output-L2
+        terms over it (e.g. ``sigma * (v_out**2).sum() / N_out`` on the batch
+        tensor), i.e. lambda * B and sigma * B per sample; "mean" averages all three.
+        """
+        scale = batch if self.penalty_reduction == "sum" else 1
+        return self.dead_penalty * scale, self.output_l2 * scale
 
     def build_network(self, n_in: int, n_out: int) -> Network:
         return Network([n_in, *self.hidden, n_out], LIF(self.tau_i, self.tau_v),
@@ -75,8 +91,7 @@ class Dataset:
 
 
 def evaluate(net: Network, x, y, batch_size=1000):
-    """Test accuracy, mean loss (cross-entropy + l2 as in training, no dead term) and
-    mean spikes per hidden neuron."""
+    """Accuracy, mean cross-entropy (eq. 23) and mean spikes per hidden neuron."""
     correct = 0
     loss_sum = 0.0
     spikes = 0.0
@@ -84,8 +99,7 @@ def evaluate(net: Network, x, y, batch_size=1000):
         res = net.forward(x[i:i + batch_size])
         yb = y[i:i + batch_size]
         correct += int((res.v_out.argmax(axis=1) == yb).sum())
-        loss, _, _ = net.loss(res, yb, dead_penalty=0.0)
-        loss_sum += loss * yb.shape[0]
+        loss_sum += softmax_cross_entropy(res.v_out, yb)[0] * yb.shape[0]
         spikes += sum(float(c.sum()) for c in res.spike_counts)
     n_hidden = sum(net.sizes[1:-1])
     return correct / x.shape[0], loss_sum / x.shape[0], spikes / (x.shape[0] * max(n_hidden, 1))
@@ -120,8 +134,9 @@ class Trainer:
         if not path.is_file():
             return False
         data = load_checkpoint(path)
-        saved = TrainConfig(**{k: (tuple(v) if k == "hidden" else v)
-                               for k, v in data["extra"]["config"].items()})
+        saved = dict(data["extra"]["config"])
+        saved.setdefault("penalty_reduction", "mean")   # checkpoints from before the option
+        saved = TrainConfig(**{k: (tuple(v) if k == "hidden" else v) for k, v in saved.items()})
         mine = asdict(self.config)
         for key, value in asdict(saved).items():
             if key not in ("epochs", "device", "eval_batch_size") and mine[key] != value:
@@ -159,7 +174,7 @@ class Trainer:
             idx = perm[bi * cfg.batch_size:(bi + 1) * cfg.batch_size]
             xb, yb = self.data.x_train[idx], self.data.y_train[idx]
             res = net.forward(xb)
-            loss, g_out, g_hidden = net.loss(res, yb, cfg.dead_penalty, cfg.output_l2)
+            loss, g_out, g_hidden = net.loss(res, yb, *cfg.penalty_weights(idx.shape[0]))
             if not np.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss} at epoch "
                                          f"{self.epoch + 1}, batch {bi}; lower --lr or set "

@@ -38,6 +38,9 @@ def parse_args(argv=None):
     p.add_argument("--output-l2", type=float, default=1e-4, help="sigma of eq. 24")
     p.add_argument("--min-slope", type=float, default=0.0,
                    help="clip dV/dt at crossings from below in the backward pass (0 = exact)")
+    p.add_argument("--penalty-reduction", choices=["sum", "mean"], default="sum",
+                   help="sum the lambda and sigma terms over the batch (default) or average "
+                        "them like the cross-entropy")
     p.add_argument("--init-mean", type=float, default=0.03, help="mean of the initial weights")
     p.add_argument("--init-std", type=float, default=0.3 ** 0.5,
                    help="std of the initial weights (default: the paper's variance 0.3)")
@@ -61,6 +64,7 @@ def main(argv=None) -> int:
                          batch_size=args.batch_size, lr=args.lr, dead_penalty=args.dead_penalty,
                          output_l2=args.output_l2, seed=args.seed, device=args.device,
                          train_subset=args.train_subset, min_slope=args.min_slope,
+                         penalty_reduction=args.penalty_reduction,
                          init_mean=args.init_mean, init_std=args.init_std)
     try:
         data = mnist(args.data_dir)

@@ -122,6 +122,27 @@ def test_config_validation():
     with pytest.raises(ValueError, match="device"):
         TrainConfig(device="tpu")
     assert TrainConfig(tau_i=0.6).tau_v == 0.3
+    with pytest.raises(ValueError, match="penalty_reduction"):
+        TrainConfig(penalty_reduction="max")
+
+
+def test_summed_penalties_equal_batch_scaled_means(small_data, tmp_path):
+    """penalty_reduction='sum' with (lambda, sigma) trains exactly like 'mean' with
+    (lambda * B, sigma * B): the regularisers are summed over each batch of B."""
+    batch = 50
+    summed = Trainer(small_config(batch_size=batch, train_subset=200, dead_penalty=0.3,
+                                  output_l2=1e-3), small_data, tmp_path / "sum", progress=False)
+    mean = Trainer(small_config(batch_size=batch, train_subset=200, dead_penalty=0.3 * batch,
+                                output_l2=1e-3 * batch, penalty_reduction="mean"),
+                   small_data, tmp_path / "mean", progress=False)
+    unscaled = Trainer(small_config(batch_size=batch, train_subset=200, dead_penalty=0.3,
+                                    output_l2=1e-3, penalty_reduction="mean"),
+                       small_data, tmp_path / "unscaled", progress=False)
+    rows = [t.train_epoch() for t in (summed, mean, unscaled)]
+    assert rows[0]["train_loss"] == pytest.approx(rows[1]["train_loss"], rel=1e-12)
+    for a, b in zip(summed.net.weights, mean.net.weights):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    assert not np.allclose(summed.net.weights[0], unscaled.net.weights[0])
 
 
 def run_example(args, monkeypatch, capsys):
