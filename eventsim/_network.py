@@ -99,8 +99,8 @@ class Network:
         self.seed = seed
         self.device = device
         self._backend = _select_backend(device)
-        if not (np.isfinite(init_mean) and float(init_std) >= 0.0):
-            raise ValueError(f"need a finite init_mean and init_std >= 0, "
+        if not (np.isfinite(init_mean) and np.isfinite(init_std) and init_std >= 0.0):
+            raise ValueError(f"need a finite init_mean and a finite init_std >= 0, "
                              f"got {init_mean!r}, {init_std!r}")
         rng = np.random.default_rng(seed)
         self._weights = [rng.normal(float(init_mean), float(init_std), (n, m))
