@@ -76,6 +76,20 @@ def test_resume_refuses_other_settings(small_data, tmp_path):
         other.resume()
 
 
+def test_checkpoint_without_penalty_reduction_resumes_as_mean(small_data, tmp_path):
+    """Checkpoints written before the option existed were trained with 'mean'."""
+    Trainer(small_config(train_subset=200, penalty_reduction="mean"), small_data, tmp_path,
+            progress=False).fit()
+    with h5py.File(tmp_path / "checkpoint.h5", "r+") as f:
+        extra = json.loads(f.attrs["extra"])
+        del extra["config"]["penalty_reduction"]
+        f.attrs["extra"] = json.dumps(extra)
+    with pytest.raises(ValueError, match="penalty_reduction"):
+        Trainer(small_config(train_subset=200), small_data, tmp_path, progress=False).resume()
+    assert Trainer(small_config(train_subset=200, penalty_reduction="mean"), small_data,
+                   tmp_path, progress=False).resume()
+
+
 def test_network_save_load_round_trip(tmp_path):
     net = es.Network([6, 5, 4, 3], es.LIF(0.7, 0.2, 1.5), t_out=2.0, single_spike=True,
                      seed=9, method="root", min_slope=0.1)
