@@ -105,6 +105,19 @@ def evaluate(net: Network, x, y, batch_size=1000):
     return correct / x.shape[0], loss_sum / x.shape[0], spikes / (x.shape[0] * max(n_hidden, 1))
 
 
+def check_same_settings(saved: dict, config: TrainConfig, path):
+    """Raise ValueError unless the config saved in checkpoint ``path`` matches
+    ``config`` in everything but epochs, device and eval_batch_size."""
+    saved = dict(saved)
+    saved.setdefault("penalty_reduction", "mean")   # checkpoints from before the option
+    saved = TrainConfig(**{k: (tuple(v) if k == "hidden" else v) for k, v in saved.items()})
+    mine = asdict(config)
+    for key, value in asdict(saved).items():
+        if key not in ("epochs", "device", "eval_batch_size") and mine[key] != value:
+            raise ValueError(f"{path} was trained with {key}={value!r}, now {key}="
+                             f"{mine[key]!r}; use the same settings or another --out")
+
+
 class Trainer:
     """Runs the training loop; every epoch ends with an atomic HDF5 checkpoint
     (``out_dir/checkpoint.h5``) and a row of ``out_dir/metrics.csv``."""
@@ -134,14 +147,7 @@ class Trainer:
         if not path.is_file():
             return False
         data = load_checkpoint(path)
-        saved = dict(data["extra"]["config"])
-        saved.setdefault("penalty_reduction", "mean")   # checkpoints from before the option
-        saved = TrainConfig(**{k: (tuple(v) if k == "hidden" else v) for k, v in saved.items()})
-        mine = asdict(self.config)
-        for key, value in asdict(saved).items():
-            if key not in ("epochs", "device", "eval_batch_size") and mine[key] != value:
-                raise ValueError(f"cannot resume {path}: it was trained with {key}={value!r}, "
-                                 f"now {key}={mine[key]!r}; use the same settings or another --out")
+        check_same_settings(data["extra"]["config"], self.config, path)
         self.net.weights = data["weights"]
         self.opt.load_state_dict(data["adam"])
         self.epoch = data["epoch"]

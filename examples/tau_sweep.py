@@ -42,7 +42,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -238,20 +237,13 @@ def train_one(args, mode, tau_i, seed, dataset):
 def _check_finished(run_dir, config):
     """A finished run must match the requested settings (other than epochs/device)."""
     from eventsim._io import load_checkpoint
+    from eventsim._train import check_same_settings
 
     path = run_dir / "model.h5"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} has summary.json but no model.h5; delete the "
                                 "directory to retrain it")
-    saved = load_checkpoint(path)["extra"]["config"]
-    mine = asdict(config)
-    for key, value in saved.items():
-        if key in ("epochs", "device", "eval_batch_size") or key not in mine:
-            continue
-        have = list(mine[key]) if isinstance(mine[key], tuple) else mine[key]
-        if (list(value) if isinstance(value, (list, tuple)) else value) != have:
-            raise ValueError(f"{run_dir} was trained with {key}={value!r}, now {key}="
-                             f"{mine[key]!r}; use the same settings or another --out")
+    check_same_settings(load_checkpoint(path)["extra"]["config"], config, path)
 
 
 # ----------------------------------------------------------------------------- results
