@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -235,18 +234,6 @@ class Trainer:
                 "device": cfg.device, "single_spike": cfg.single_spike, "tau_i": cfg.tau_i,
                 "tau_v": cfg.tau_v, "hidden": list(cfg.hidden), "seed": cfg.seed,
                 "train_samples": self.n_train}
-
-
-def parse_hidden(text) -> tuple:
-    """Command-line hidden sizes: '400' -> (400,), '400,400' -> (400, 400)."""
-    try:
-        sizes = tuple(int(h) for h in str(text).split(",") if h.strip())
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(
-            f"hidden sizes must be comma-separated positive integers, got {text!r}")
-    return sizes
 
 
 def _progress(total, desc, enabled):

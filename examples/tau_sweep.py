@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eventsim._train import parse_hidden
+from eventsim._cli import add_training_flags, training_config
 
 PAPER_TAUS = (0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 PAPER_FIG3_TAUS = (0.2, 0.4, 6.4)
@@ -70,22 +70,9 @@ def parse_args(argv=None):
                    help="multi-spike and/or single-spike (TTFS) networks (default: both)")
     p.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0],
                    help="initial-weight seeds, one run each (the paper uses 10)")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--train-subset", type=int, default=None,
-                   help="use the first N shuffled training samples of each epoch")
+    add_training_flags(p)
     p.add_argument("--eval-subset", type=int, default=None,
                    help="evaluate on the first N test samples (default: all 10000)")
-    p.add_argument("--hidden", type=parse_hidden, default="400",
-                   help="hidden sizes, e.g. 400 or 400,400")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--dead-penalty", type=float, default=0.01, help="lambda of eq. 24")
-    p.add_argument("--output-l2", type=float, default=1e-4, help="sigma of eq. 24")
-    p.add_argument("--min-slope", type=float, default=0.0,
-                   help="clip dV/dt at crossings in the backward pass (0 = exact)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--data-dir", default=None, help="MNIST directory (default: $EVENTSIM_DATA, "
-                   "then the repository's data/mnist)")
     p.add_argument("--fig3-taus", type=float, nargs="+", default=list(PAPER_FIG3_TAUS),
                    help="tau_I values of the Fig. 3 panels (default %(default)s; if some were "
                         "not run: the smallest, a middle and the largest tau_I run)")
@@ -191,14 +178,10 @@ def _evaluate_run(run_dir, net, dataset, eval_batch):
 def train_one(args, mode, tau_i, seed, dataset):
     """Train (or resume, or skip) one run and evaluate it; returns (status, info)."""
     from eventsim import Network
-    from eventsim._train import TrainConfig, Trainer, write_summary
+    from eventsim._train import Trainer, write_summary
 
-    config = TrainConfig(hidden=args.hidden, tau_i=tau_i, tau_v=tau_i / args.p,
-                         single_spike=(mode == "single"), epochs=args.epochs,
-                         batch_size=args.batch_size, lr=args.lr,
-                         dead_penalty=args.dead_penalty, output_l2=args.output_l2, seed=seed,
-                         device=args.device, train_subset=args.train_subset,
-                         min_slope=args.min_slope)
+    config = training_config(args, tau_i=tau_i, tau_v=tau_i / args.p,
+                             single_spike=(mode == "single"), seed=seed)
     run_dir = Path(args.out) / run_name(mode, tau_i, seed)
     n_eval = int(dataset.x_test.shape[0])
     summary = _read_json(run_dir / "summary.json")

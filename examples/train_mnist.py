@@ -21,51 +21,27 @@ import sys
 
 import eventsim as es
 from eventsim.datasets import latency_encode, mnist
-from eventsim._train import Dataset, TrainConfig, Trainer, parse_hidden, write_summary
+from eventsim._cli import add_training_flags, training_config
+from eventsim._train import Dataset, Trainer, write_summary
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
+    add_training_flags(p)
     p.add_argument("--tau-i", type=float, default=0.8)
     p.add_argument("--tau-v", type=float, default=None, help="default: tau_i / 2")
-    p.add_argument("--hidden", type=parse_hidden, default="400",
-                   help="hidden sizes, e.g. 400 or 400,400")
     p.add_argument("--single-spike", action="store_true", help="TTFS restriction")
-    p.add_argument("--dead-penalty", type=float, default=0.01, help="lambda of eq. 24")
-    p.add_argument("--output-l2", type=float, default=1e-4, help="sigma of eq. 24")
-    p.add_argument("--min-slope", type=float, default=0.0,
-                   help="clip dV/dt at crossings from below in the backward pass (0 = exact)")
-    p.add_argument("--penalty-reduction", choices=["sum", "mean"], default="sum",
-                   help="sum the lambda and sigma terms over the batch (default) or average "
-                        "them like the cross-entropy")
-    p.add_argument("--init-mean", type=float, default=0.03, help="mean of the initial weights")
-    p.add_argument("--init-std", type=float, default=0.3 ** 0.5,
-                   help="std of the initial weights (default: the paper's variance 0.3)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--train-subset", type=int, default=None, help="use the first N shuffled "
-                   "training samples of each epoch")
-    p.add_argument("--data-dir", default=None, help="MNIST directory (default: $EVENTSIM_DATA, "
-                   "then the repository's data/mnist)")
     p.add_argument("--out", default="runs/mnist", help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.h5")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    return args
+    return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    config = TrainConfig(hidden=args.hidden, tau_i=args.tau_i, tau_v=args.tau_v,
-                         single_spike=args.single_spike, epochs=args.epochs,
-                         batch_size=args.batch_size, lr=args.lr, dead_penalty=args.dead_penalty,
-                         output_l2=args.output_l2, seed=args.seed, device=args.device,
-                         train_subset=args.train_subset, min_slope=args.min_slope,
-                         penalty_reduction=args.penalty_reduction,
-                         init_mean=args.init_mean, init_std=args.init_std)
+    config = training_config(args, tau_i=args.tau_i, tau_v=args.tau_v,
+                             single_spike=args.single_spike, seed=args.seed)
     try:
         data = mnist(args.data_dir)
         dataset = Dataset(latency_encode(data.train_images), data.train_labels,

@@ -105,3 +105,19 @@ def test_tau_sweep_resumes_from_checkpoint(sweep, tmp_path, capsys):
     assert [int(r["epochs"]) for r in read_rows(out)] == [2]
     assert sweep.main(base + ["--epochs", "1"]) == 2   # fewer epochs than trained: refused
     assert "more than --epochs 1" in capsys.readouterr().err
+
+
+def test_sweep_passes_training_flags_to_its_runs(sweep):
+    """The sweep's runs get the same TrainConfig fields as train_mnist.py's flags."""
+    from eventsim._cli import training_config
+    from eventsim._train import TrainConfig
+
+    args = sweep.parse_args(["--penalty-reduction", "mean", "--init-mean", "0.01",
+                             "--init-std", "0.25", "--min-slope", "0.1", "--hidden", "30,20",
+                             "--output-l2", "0.002", "--train-subset", "50"])
+    config = training_config(args, tau_i=0.8, tau_v=0.4, single_spike=True, seed=3)
+    assert config == TrainConfig(hidden=(30, 20), tau_i=0.8, tau_v=0.4, single_spike=True,
+                                 seed=3, penalty_reduction="mean", init_mean=0.01,
+                                 init_std=0.25, min_slope=0.1, output_l2=0.002,
+                                 train_subset=50)
+    assert training_config(sweep.parse_args([]), tau_i=0.8, seed=0) == TrainConfig()

@@ -191,3 +191,17 @@ def test_train_mnist_example_reports_missing_data(tmp_path, monkeypatch, capsys)
     code, cap = run_example(["--data-dir", str(tmp_path / "nowhere"), "--out",
                              str(tmp_path / "run")], monkeypatch, capsys)
     assert code == 2 and "error:" in cap.err and "not found" in cap.err
+
+
+def test_train_mnist_defaults_are_the_paper_protocol():
+    from eventsim._cli import training_config
+
+    script = runpy.run_path(str(ROOT / "examples" / "train_mnist.py"), run_name="train_mnist")
+    args = script["parse_args"]([])
+    config = training_config(args, tau_i=args.tau_i, tau_v=args.tau_v,
+                             single_spike=args.single_spike, seed=args.seed)
+    assert config == TrainConfig()
+    assert (config.hidden, config.tau_i, config.tau_v, config.epochs, config.batch_size,
+            config.lr, config.dead_penalty, config.output_l2) == \
+        ((400,), 0.8, 0.4, 100, 100, 1e-3, 0.01, 1e-4)
+    assert (config.init_mean, config.init_std ** 2) == (0.03, pytest.approx(0.3))

@@ -1,0 +1,62 @@
+"""Command-line flags shared by the training scripts in ``examples/``.
+
+``examples/train_mnist.py`` and ``examples/tau_sweep.py`` train with the same
+``TrainConfig`` fields; both declare them here so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ._train import TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+def parse_hidden(text) -> tuple:
+    """Command-line hidden sizes: '400' -> (400,), '400,400' -> (400, 400)."""
+    try:
+        sizes = tuple(int(h) for h in str(text).split(",") if h.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"hidden sizes must be comma-separated positive integers, got {text!r}")
+    return sizes
+
+
+def add_training_flags(p: argparse.ArgumentParser):
+    """Flags for the TrainConfig fields that every training script exposes; the
+    defaults are the paper's protocol (TrainConfig's defaults)."""
+    d = _DEFAULTS
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--hidden", type=parse_hidden, default=",".join(map(str, d.hidden)),
+                   help="hidden sizes, e.g. 400 or 400,400")
+    p.add_argument("--dead-penalty", type=float, default=d.dead_penalty,
+                   help="lambda of eq. 24")
+    p.add_argument("--output-l2", type=float, default=d.output_l2, help="sigma of eq. 24")
+    p.add_argument("--penalty-reduction", choices=["sum", "mean"], default=d.penalty_reduction,
+                   help="sum the lambda and sigma terms over the batch (default) or average "
+                        "them like the cross-entropy")
+    p.add_argument("--min-slope", type=float, default=d.min_slope,
+                   help="clip dV/dt at crossings from below in the backward pass (0 = exact)")
+    p.add_argument("--init-mean", type=float, default=d.init_mean,
+                   help="mean of the initial weights")
+    p.add_argument("--init-std", type=float, default=d.init_std,
+                   help="std of the initial weights (default: the paper's variance 0.3)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=d.device)
+    p.add_argument("--train-subset", type=int, default=None,
+                   help="use the first N shuffled training samples of each epoch")
+    p.add_argument("--data-dir", default=None, help="MNIST directory (default: $EVENTSIM_DATA, "
+                   "then the repository's data/mnist)")
+
+
+def training_config(args, **fields) -> TrainConfig:
+    """TrainConfig from the flags of ``add_training_flags`` plus ``fields``."""
+    return TrainConfig(hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
+                       lr=args.lr, dead_penalty=args.dead_penalty, output_l2=args.output_l2,
+                       penalty_reduction=args.penalty_reduction, min_slope=args.min_slope,
+                       init_mean=args.init_mean, init_std=args.init_std, device=args.device,
+                       train_subset=args.train_subset, **fields)
