@@ -2,7 +2,9 @@
 
 Run on a machine with an NVIDIA GPU (takes well under 5 minutes on an H200 node)::
 
-    python benchmarks/gpu_check.py
+    python benchmarks/gpu_check.py      # with eventsim installed or on PYTHONPATH
+    bash benchmarks/device_check.sh     # the same plus one cuda training epoch, on a
+                                        # fresh GPU machine (see that script)
 
 1. Agreement: the same network (``Network([784, 400, 10], LIF(0.8, 0.4), seed=0)``,
    the paper's initialisation) on device="cpu" and device="cuda", on MNIST test
