@@ -40,14 +40,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    config = training_config(args, tau_i=args.tau_i, tau_v=args.tau_v,
-                             single_spike=args.single_spike, seed=args.seed)
     try:
+        config = training_config(args, tau_i=args.tau_i, tau_v=args.tau_v,
+                                 single_spike=args.single_spike, seed=args.seed)
         data = mnist(args.data_dir)
         dataset = Dataset(latency_encode(data.train_images), data.train_labels,
                           latency_encode(data.test_images), data.test_labels)
         trainer = Trainer(config, dataset, args.out, progress=not args.no_progress)
-    except (es.DataError, RuntimeError, ValueError) as err:  # missing data, no GPU, ...
+    except (es.DataError, RuntimeError, ValueError) as err:  # bad flag, missing data, no GPU
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.resume and trainer.resume():

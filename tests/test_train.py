@@ -205,3 +205,12 @@ def test_train_mnist_defaults_are_the_paper_protocol():
             config.lr, config.dead_penalty, config.output_l2) == \
         ((400,), 0.8, 0.4, 100, 100, 1e-3, 0.01, 1e-4)
     assert (config.init_mean, config.init_std ** 2) == (0.03, pytest.approx(0.3))
+
+
+def test_train_mnist_example_reports_bad_settings(tmp_path, monkeypatch, capsys):
+    for flags, message in ((["--epochs", "0"], "epochs must be >= 1"),
+                           (["--init-std", "-1"], "init_std >= 0"),
+                           (["--tau-i", "0"], "tau")):
+        code, cap = run_example([*flags, "--out", str(tmp_path / "run")], monkeypatch, capsys)
+        assert code == 2 and cap.err.startswith("error:") and message in cap.err
+        assert "Traceback" not in cap.err
