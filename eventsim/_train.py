@@ -34,6 +34,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 100
     lr: float = 1e-3
+    lr_schedule: str = "constant"       # or "cosine": lr(step) of TrainConfig.learning_rate
     dead_penalty: float = 0.01          # lambda of eq. 24
     output_l2: float = 1e-4             # sigma of eq. 24
     penalty_reduction: str = "sum"      # how the lambda and sigma terms meet the batch
@@ -58,6 +59,9 @@ class TrainConfig:
         if self.penalty_reduction not in ("sum", "mean"):
             raise ValueError(f"penalty_reduction must be 'sum' or 'mean', "
                              f"got {self.penalty_reduction!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', "
+                             f"got {self.lr_schedule!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 
@@ -71,6 +75,17 @@ class TrainConfig:
         """
         scale = batch if self.penalty_reduction == "sum" else 1
         return self.dead_penalty * scale, self.output_l2 * scale
+
+    def learning_rate(self, step: int, total_steps: int) -> float:
+        """Adam step size of update ``step`` (0-based) out of ``total_steps``.
+
+        "constant" (the paper): ``lr``. "cosine" (not in the paper): the
+        half-cosine decay lr * (1 + cos(pi * step / total_steps)) / 2, from lr at
+        the first update to lr * (1 - cos(pi / total_steps)) / 2 at the last.
+        """
+        if self.lr_schedule == "constant":
+            return self.lr
+        return 0.5 * self.lr * (1.0 + np.cos(np.pi * step / total_steps))
 
     def build_network(self, n_in: int, n_out: int) -> Network:
         return Network([n_in, *self.hidden, n_out], LIF(self.tau_i, self.tau_v),
@@ -106,13 +121,18 @@ def evaluate(net: Network, x, y, batch_size=1000):
 
 def check_same_settings(saved: dict, config: TrainConfig, path):
     """Raise ValueError unless the config saved in checkpoint ``path`` matches
-    ``config`` in everything but epochs, device and eval_batch_size."""
+    ``config`` in everything but device, eval_batch_size and (unless the learning
+    rate follows a schedule over all epochs) epochs."""
     saved = dict(saved)
-    saved.setdefault("penalty_reduction", "mean")   # checkpoints from before the option
+    saved.setdefault("penalty_reduction", "mean")   # checkpoints from before the options
+    saved.setdefault("lr_schedule", "constant")
     saved = TrainConfig(**{k: (tuple(v) if k == "hidden" else v) for k, v in saved.items()})
     mine = asdict(config)
+    free = {"device", "eval_batch_size"}
+    if config.lr_schedule == "constant":
+        free.add("epochs")
     for key, value in asdict(saved).items():
-        if key not in ("epochs", "device", "eval_batch_size") and mine[key] != value:
+        if key not in free and mine[key] != value:
             raise ValueError(f"{path} was trained with {key}={value!r}, now {key}="
                              f"{mine[key]!r}; use the same settings or another --out")
 
@@ -185,6 +205,7 @@ class Trainer:
                                          f"{self.epoch + 1}, batch {bi}; lower --lr or set "
                                          "--min-slope to clip grazing-spike gradients")
             grads = net.backward(res, g_out, g_hidden)
+            self.opt.lr = cfg.learning_rate(self.opt.step, cfg.epochs * n_batches)
             self.opt.update(net.weights, grads)
             loss_sum += loss * idx.shape[0]
             correct += float((res.v_out.argmax(axis=1) == yb).sum())
@@ -233,6 +254,7 @@ class Trainer:
                 "train_time_s": sum(r["epoch_s"] for r in self.history),
                 "device": cfg.device, "single_spike": cfg.single_spike, "tau_i": cfg.tau_i,
                 "tau_v": cfg.tau_v, "hidden": list(cfg.hidden), "seed": cfg.seed,
+                "lr_schedule": cfg.lr_schedule, "init_std": cfg.init_std,
                 "train_samples": self.n_train}
 
 

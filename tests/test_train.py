@@ -51,13 +51,22 @@ def _strip_timing(history):
             for row in history]
 
 
-def test_resume_equals_uninterrupted(small_data, tmp_path):
-    config = small_config(epochs=2, train_subset=600)
+class _InterruptedTrainer(Trainer):
+    """Stops like Ctrl-C right after the first epoch's checkpoint is written."""
+
+    def save(self, path=None):
+        super().save(path)
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
+def test_resume_equals_uninterrupted(small_data, tmp_path, lr_schedule):
+    config = small_config(epochs=2, train_subset=600, lr_schedule=lr_schedule)
     straight = Trainer(config, small_data, tmp_path / "a", progress=False)
     straight.fit()
 
-    first = Trainer(replace(config, epochs=1), small_data, tmp_path / "b", progress=False)
-    first.fit()
+    with pytest.raises(KeyboardInterrupt):
+        _InterruptedTrainer(config, small_data, tmp_path / "b", progress=False).fit()
     resumed = Trainer(config, small_data, tmp_path / "b", progress=False)
     assert resumed.resume() and resumed.epoch == 1
     resumed.fit()
@@ -66,6 +75,46 @@ def test_resume_equals_uninterrupted(small_data, tmp_path):
     assert _strip_timing(straight.history) == _strip_timing(resumed.history)
     for m1, m2 in zip(straight.opt.m, resumed.opt.m):
         np.testing.assert_array_equal(m1, m2)
+
+
+def test_resume_with_more_epochs_continues_constant_lr(small_data, tmp_path):
+    config = small_config(epochs=2, train_subset=600)
+    straight = Trainer(config, small_data, tmp_path / "a", progress=False)
+    straight.fit()
+    Trainer(replace(config, epochs=1), small_data, tmp_path / "b", progress=False).fit()
+    resumed = Trainer(config, small_data, tmp_path / "b", progress=False)
+    assert resumed.resume()
+    resumed.fit()
+    for w1, w2 in zip(straight.net.weights, resumed.net.weights):
+        np.testing.assert_array_equal(w1, w2)
+    # a cosine schedule spans all epochs, so changing them on resume is refused
+    Trainer(small_config(train_subset=200, lr_schedule="cosine"), small_data, tmp_path / "c",
+            progress=False).fit()
+    with pytest.raises(ValueError, match="epochs"):
+        Trainer(small_config(train_subset=200, lr_schedule="cosine", epochs=3), small_data,
+                tmp_path / "c", progress=False).resume()
+
+
+def test_cosine_learning_rate():
+    total = 600
+    cosine = TrainConfig(lr=2e-3, lr_schedule="cosine")
+    steps = np.arange(total)
+    lrs = np.array([cosine.learning_rate(k, total) for k in steps])
+    np.testing.assert_allclose(lrs, 1e-3 * (1 + np.cos(np.pi * steps / total)), rtol=1e-15)
+    assert lrs[0] == 2e-3 and lrs[total // 2] == pytest.approx(1e-3, rel=1e-14)
+    assert np.all(np.diff(lrs) < 0) and 0 < lrs[-1] < 1e-7
+    assert TrainConfig(lr=2e-3).learning_rate(123, total) == 2e-3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+
+
+def test_trainer_applies_cosine_schedule(small_data, tmp_path):
+    config = small_config(epochs=2, train_subset=300, batch_size=100, lr_schedule="cosine")
+    trainer = Trainer(config, small_data, tmp_path, progress=False)
+    trainer.fit()
+    assert trainer.opt.step == 6
+    assert trainer.opt.lr == pytest.approx(config.lr * (1 + np.cos(np.pi * 5 / 6)) / 2,
+                                           rel=1e-14)
 
 
 def test_resume_refuses_other_settings(small_data, tmp_path):
