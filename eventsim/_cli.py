@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._train import TrainConfig
+from ._train import CHOICES, TrainConfig
 
 _DEFAULTS = TrainConfig()
 
@@ -32,14 +32,14 @@ def add_training_flags(p: argparse.ArgumentParser):
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default=d.lr_schedule,
+    p.add_argument("--lr-schedule", choices=CHOICES["lr_schedule"], default=d.lr_schedule,
                    help="constant (the paper) or cosine decay to 0 over all epochs")
     p.add_argument("--hidden", type=parse_hidden, default=",".join(map(str, d.hidden)),
                    help="hidden sizes, e.g. 400 or 400,400")
     p.add_argument("--dead-penalty", type=float, default=d.dead_penalty,
                    help="lambda of eq. 24")
     p.add_argument("--output-l2", type=float, default=d.output_l2, help="sigma of eq. 24")
-    p.add_argument("--penalty-reduction", choices=["sum", "mean"], default=d.penalty_reduction,
+    p.add_argument("--penalty-reduction", choices=CHOICES["penalty_reduction"], default=d.penalty_reduction,
                    help="sum the lambda and sigma terms over the batch (default) or average "
                         "them like the cross-entropy")
     p.add_argument("--min-slope", type=float, default=d.min_slope,
@@ -48,7 +48,7 @@ def add_training_flags(p: argparse.ArgumentParser):
                    help="mean of the initial weights")
     p.add_argument("--init-std", type=float, default=d.init_std,
                    help="std of the initial weights (default: the paper's variance 0.3)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default=d.device)
+    p.add_argument("--device", choices=CHOICES["device"], default=d.device)
     p.add_argument("--train-subset", type=int, default=None,
                    help="use the first N shuffled training samples of each epoch")
     p.add_argument("--data-dir", default=None, help="MNIST directory (default: $EVENTSIM_DATA, "

@@ -23,6 +23,10 @@ METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss",
 CHECKPOINT = "checkpoint.h5"
 FINAL_MODEL = "model.h5"
 
+# TrainConfig fields with a fixed set of values (the first is the default)
+CHOICES = {"penalty_reduction": ("sum", "mean"), "lr_schedule": ("constant", "cosine"),
+           "device": ("cpu", "cuda")}
+
 
 @dataclass
 class TrainConfig:
@@ -56,14 +60,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.train_subset is not None and int(self.train_subset) < 1:
             raise ValueError(f"train_subset must be >= 1, got {self.train_subset!r}")
-        if self.penalty_reduction not in ("sum", "mean"):
-            raise ValueError(f"penalty_reduction must be 'sum' or 'mean', "
-                             f"got {self.penalty_reduction!r}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', "
-                             f"got {self.lr_schedule!r}")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, "
+                                 f"got {getattr(self, name)!r}")
 
     def penalty_weights(self, batch: int):
         """(lambda, sigma) as weights of the batch-mean terms of ``Network.loss``.
