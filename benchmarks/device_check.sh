@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one prepared GPU check, for a machine with an NVIDIA GPU (e.g. the project's
 # H200 device machine): CUDA vs CPU agreement and speed (benchmarks/gpu_check.py),
-# then one real training epoch on device="cuda". Run from the repository root:
+# one real training epoch on device="cuda", and the training benchmark with the
+# dense Algorithm 1 baseline (benchmarks/bench_train.py). Run from the repository root:
 #
 #     bash benchmarks/device_check.sh            # results also go to $OUT (or /tmp)
 #
@@ -27,4 +28,5 @@ timeout 300 python3 benchmarks/gpu_check.py 2>&1 | tee "$out/gpu_check.txt"
 status=${PIPESTATUS[0]}
 timeout 150 python3 examples/train_mnist.py --device cuda --epochs 1 --no-progress \
     --out "$out/train_cuda" 2>&1 | tee "$out/train_cuda.txt"
+timeout 150 python3 benchmarks/bench_train.py 2>&1 | tee "$out/bench_train.txt"
 exit "$status"

@@ -17,6 +17,10 @@ Run on a machine with an NVIDIA GPU (takes well under 5 minutes on an H200 node)
    rounding.
 2. Speed: forward and forward+backward (``loss_and_grad``) at batch 100 and
    1000, samples/s on cuda and cpu side by side, and where the cuda time goes.
+3. Device-resident training (``eventsim._cuda.ResidentTrainer``, what
+   ``Trainer`` runs for device="cuda" with one hidden layer): five Adam steps
+   against the cpu path (weights after them), then samples/s of a training
+   step and of an evaluation forward pass at each batch size.
 
 Options: ``--batches 100 1000``, ``--sizes 784 400 10``, ``--data mnist|random``,
 ``--budget SECONDS`` (time spent per timing cell). Exit status 0 if the checks
@@ -39,6 +43,7 @@ import numpy as np
 
 import eventsim as es
 from eventsim import _layer
+from eventsim._optim import Adam
 
 TOL = 1e-9          # relative tolerance on continuous outputs (rounding-level is ~1e-13)
 
@@ -219,6 +224,54 @@ def timing(cpu, gpu, x, labels, batches, budget):
     print(f"  {'rest (numpy on host)':<22s} {(total - sum(prof.totals.values())) * 1e3:9.1f} ms")
 
 
+def _resident(sizes, x, labels, n_train):
+    """A ResidentTrainer holding x[:n_train] as its training set, and its Adam."""
+    from eventsim._cuda import ResidentTrainer
+    net = es.Network(sizes, es.LIF(0.8, 0.4), seed=0, device="cuda")
+    opt = Adam([w.shape for w in net.weights], lr=1e-3)
+    return ResidentTrainer(net, opt, x[:n_train], x[:min(n_train, 1000)]), net, opt
+
+
+def check_resident(sizes, x, labels, batches, budget, checks, n_steps=5):
+    """Device-resident training (what Trainer runs for device="cuda"): agreement of
+    n_steps Adam steps (batch 100 or less) with the CPU path, then training throughput."""
+    bsz = max(1, min(100, x.shape[0] // n_steps))
+    n = n_steps * bsz
+    resident, net, opt = _resident(sizes, x, labels, n)
+    cpu = es.Network(sizes, es.LIF(0.8, 0.4), seed=0, device="cpu")
+    cpu_opt = Adam([w.shape for w in cpu.weights], lr=1e-3)
+    pen = (0.01 * bsz, 1e-4 * bsz)                    # the trainer's default "sum" reduction
+    print(f"\ndevice-resident training (ResidentTrainer), {n // bsz} Adam steps of batch {bsz} "
+          "vs the cpu path:")
+    for k in range(n // bsz):
+        idx = np.arange(k * bsz, (k + 1) * bsz)
+        loss_g, res_g = resident.step(idx, labels[idx], *pen, 1e-3)
+        res_c = cpu.forward(x[idx])
+        loss_c, g_out, g_hidden = cpu.loss(res_c, labels[idx], *pen)
+        cpu_opt.update(cpu.weights, cpu.backward(res_c, g_out, g_hidden))
+        flips = int((res_g.spike_counts[0] != res_c.spike_counts[0]).sum())
+        print(f"  step {k}: loss cuda {loss_g:.12f} cpu {loss_c:.12f}, count flips {flips}")
+    resident.pull()
+    for l, (wg, wc) in enumerate(zip(net.weights, cpu.weights)):
+        checks.report(f"weights[{l}] after {n // bsz} steps", wg, wc, 1e-8)
+
+    print(f"\n{'batch':>6s} {'resident cuda':<24s} {'samples/s':>10s} {'ms/step':>8s}")
+    for b in batches:
+        resident, _, _ = _resident(sizes, x, labels, b)
+        idx = np.arange(b)
+        for name, fn in (("train step", lambda: resident.step(idx, labels[:b], 0.01 * b,
+                                                              1e-4 * b, 1e-3)),
+                         ("forward (evaluation)",
+                          lambda: resident.evaluate_batch(0, min(b, 1000)))):
+            fn()
+
+            def timed():
+                fn()
+                resident.synchronize()
+            t = best_time(timed, budget, max_reps=50)
+            print(f"{b:>6d} {name:<24s} {b / t:>10.1f} {t * 1e3:>8.2f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[784, 400, 10])
@@ -265,6 +318,8 @@ def main(argv=None):
     print(f"\nagreement, cuda vs cpu, batch {args.check_batch}:")
     check_agreement(cpu, gpu, x[:args.check_batch], labels[:args.check_batch], checks)
     timing(cpu, gpu, x, labels, args.batches, args.budget)
+    if len(sizes) == 3:
+        check_resident(sizes, x, labels, args.batches, args.budget, checks)
     if checks.failed:
         print(f"\nFAILED: {', '.join(checks.failed)}")
         return 1

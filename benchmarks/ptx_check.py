@@ -5,7 +5,8 @@ kernels as Python, so it cannot catch what only the real compiler rejects:
 typing errors in device code, unsupported calls, exceptions or allocation in a
 scalar function called from a kernel. This script catches those without a GPU.
 It runs a small ``Network(device="cuda")`` forward and backward pass (multi-
-and single-spike, both spike-finding methods, two hidden layers) through the
+and single-spike, both spike-finding methods, two hidden layers) and a short
+device-resident training run (``ResidentTrainer``) through the
 real host code of ``eventsim._cuda`` with GPU copies replaced by NumPy arrays
 and each kernel launch recorded instead of run; then it compiles each recorded
 kernel with the Numba types of the arguments the host passed, using
@@ -26,6 +27,8 @@ is not possible here (no numba-cuda or no NVVM/NVRTC).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -43,6 +46,7 @@ from numba import cuda
 
 import eventsim as es
 from eventsim import _cuda
+from eventsim._train import Dataset, TrainConfig, Trainer
 
 
 class _HostArray(np.ndarray):
@@ -50,6 +54,9 @@ class _HostArray(np.ndarray):
 
     def copy_to_host(self):
         return np.array(self)
+
+    def copy_to_device(self, ary):
+        self[...] = ary
 
 
 def _to_device(a):
@@ -85,6 +92,12 @@ def record_launches():
                 net = es.Network(sizes, es.LIF(0.8, 0.4), seed=1, device="cuda", init_mean=0.3,
                                  single_spike=single_spike, method=method)
                 net.loss_and_grad(x, labels, wrt_inputs=True)
+    for single_spike in (False, True):                  # the device-resident trainer
+        config = TrainConfig(hidden=(6,), epochs=1, batch_size=2, device="cuda",
+                             single_spike=single_spike, init_mean=0.3)
+        data = Dataset(x, labels, x, labels, n_classes=3)
+        with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+            Trainer(config, data, out, progress=False).fit()
     return launches
 
 

@@ -39,7 +39,8 @@ def add_training_flags(p: argparse.ArgumentParser):
     p.add_argument("--dead-penalty", type=float, default=d.dead_penalty,
                    help="lambda of eq. 24")
     p.add_argument("--output-l2", type=float, default=d.output_l2, help="sigma of eq. 24")
-    p.add_argument("--penalty-reduction", choices=CHOICES["penalty_reduction"], default=d.penalty_reduction,
+    p.add_argument("--penalty-reduction", choices=CHOICES["penalty_reduction"],
+                   default=d.penalty_reduction,
                    help="sum the lambda and sigma terms over the batch (default) or average "
                         "them like the cross-entropy")
     p.add_argument("--min-slope", type=float, default=d.min_slope,

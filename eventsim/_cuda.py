@@ -46,7 +46,10 @@ from numba import cuda
 from . import _layer
 from ._layer import interval_factors_one
 from ._math import kappa
+from ._network import ForwardResult
 from ._neuron import exact_interval, neuron_backward, neuron_forward
+from ._optim import adam_update
+from ._simulate import fit_spike_buffer
 
 #: True when numba runs kernels in its pure-Python CUDA simulator
 SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
@@ -73,11 +76,13 @@ if SIMULATOR:
     _neuron_backward = neuron_backward.py_func
     _interval_factors_one = interval_factors_one.py_func
     _kappa = kappa.py_func
+    _adam_update = adam_update.py_func
 else:
     _neuron_forward = neuron_forward
     _neuron_backward = neuron_backward
     _interval_factors_one = interval_factors_one
     _kappa = kappa
+    _adam_update = adam_update
 
 
 # --------------------------------------------------------------------- kernels
@@ -105,17 +110,19 @@ def _interval_factors_kernel(times, ptr, t_end, a, b, ea, eb, kap, kmax):
 
 
 @cuda.jit
-def _forward_kernel(times, ids, ptr, ea, eb, kap, kmax, t_end, w, a, b, theta, single_spike,
-                    method, max_spikes, cap, out_t, out_dv, counts, v_end):
+def _forward_kernel(times, ids, ptr, ea, eb, kap, kmax, batch, t_end, w, a, b, theta,
+                    single_spike, method, max_spikes, cap, out_t, out_dv, counts, v_end):
+    """Row s of the outputs: neuron j on input sample batch[s]."""
     flat = cuda.grid(1)
     n_out = w.shape[1]
-    if flat >= (ptr.shape[0] - 1) * n_out:
+    if flat >= batch.shape[0] * n_out:
         return
     s = flat // n_out
     j = flat - s * n_out
+    g = batch[s]
     ot = out_t[s, j, :cap]
     od = out_dv[s, j, :cap]
-    n, v = _neuron_forward(j, times, ids, ea, eb, kap, kmax, ptr[s], ptr[s + 1], t_end, w,
+    n, v = _neuron_forward(j, times, ids, ea, eb, kap, kmax, ptr[g], ptr[g + 1], t_end, w,
                            a, b, theta, single_spike, method, max_spikes, ot, od)
     first_free = n if n < cap else cap
     for q in range(first_free, cap):
@@ -126,18 +133,20 @@ def _forward_kernel(times, ids, ptr, ea, eb, kap, kmax, t_end, w, a, b, theta, s
 
 
 @cuda.jit
-def _backward_kernel(times, ptr, ea, eb, kap, s0, s1, r0, t_end, a, b, theta, out_t, out_dv,
-                     counts, spk_g, nu, min_slope, li_all, lt_all):
+def _backward_kernel(times, ptr, ea, eb, kap, batch, s0, rows, t_end, a, b, theta, out_t,
+                     out_dv, counts, spk_g, nu, min_slope, li_all, lt_all):
+    """Neuron j on input sample batch[q]: output row s0 + q, scratch rows [rows[q], rows[q+1])."""
     flat = cuda.grid(1)
     n_out = counts.shape[1]
-    if flat >= (s1 - s0) * n_out:
+    if flat >= batch.shape[0] * n_out:
         return
-    s = s0 + flat // n_out
-    j = flat - (s - s0) * n_out
-    start = ptr[s]
-    stop = ptr[s + 1]
-    li = li_all[start - r0:stop - r0, j]
-    lt = lt_all[start - r0:stop - r0, j]
+    q = flat // n_out
+    j = flat - q * n_out
+    s = s0 + q
+    start = ptr[batch[q]]
+    stop = ptr[batch[q] + 1]
+    li = li_all[rows[q]:rows[q + 1], j]
+    lt = lt_all[rows[q]:rows[q + 1], j]
     if counts[s, j] == 0 and nu[s, j] == 0.0:
         for q in range(stop - start):
             li[q] = 0.0
@@ -185,6 +194,83 @@ def _readout_features_kernel(times, ids, ptr, t_out, a, b, phi):
         phi[s, i] = 0.0
     for k in range(ptr[s], ptr[s + 1]):
         phi[s, ids[k]] += _kappa(t_out - times[k], a, b)
+
+
+@cuda.jit
+def _hidden_readout_kernel(out_t, counts, t_out, a, b, phi):
+    """phi[s, j] = sum over the spikes t of hidden neuron j of kappa(t_out - t) (eq. 20)."""
+    flat = cuda.grid(1)
+    n_hidden = counts.shape[1]
+    if flat >= counts.shape[0] * n_hidden:
+        return
+    s = flat // n_hidden
+    j = flat - s * n_hidden
+    acc = 0.0
+    for n in range(counts[s, j]):
+        acc += _kappa(t_out - out_t[s, j, n], a, b)
+    phi[s, j] = acc
+
+
+@cuda.jit
+def _hidden_spike_grads_kernel(out_t, counts, h, t_out, a, b, spk_g):
+    """spk_g[s, j, n] = dL/dt of spike n of hidden neuron j given h = dL/dphi:
+    h[s, j] d kappa(t_out - t)/dt = h[s, j] (a kappa(D) - e^{-b D}), D = t_out - t."""
+    flat = cuda.grid(1)
+    n_hidden = counts.shape[1]
+    if flat >= counts.shape[0] * n_hidden:
+        return
+    s = flat // n_hidden
+    j = flat - s * n_hidden
+    n_spk = counts[s, j]
+    for n in range(spk_g.shape[2]):
+        if n < n_spk:
+            d = t_out - out_t[s, j, n]
+            spk_g[s, j, n] = h[s, j] * (a * _kappa(d, a, b) - math.exp(-b * d))
+        else:
+            spk_g[s, j, n] = 0.0
+
+
+@cuda.jit
+def _matmul_kernel(x, y, out, transpose_x, transpose_y):
+    """out = op(x) @ op(y), op(m) = m.T where asked; one thread per element of out."""
+    flat = cuda.grid(1)
+    n_cols = out.shape[1]
+    if flat >= out.shape[0] * n_cols:
+        return
+    r = flat // n_cols
+    c = flat - r * n_cols
+    inner = x.shape[0] if transpose_x else x.shape[1]
+    acc = 0.0
+    for k in range(inner):
+        xv = x[k, r] if transpose_x else x[r, k]
+        yv = y[c, k] if transpose_y else y[k, c]
+        acc += xv * yv
+    out[r, c] = acc
+
+
+@cuda.jit
+def _grad_w_by_position_kernel(position, batch, rows, li_all, grad_w):
+    """grad_w[i, j] = sum over batch rows q in which input i spiked of
+    li_all[rows[q] + position[batch[q], i], j] (position -1: no spike)."""
+    flat = cuda.grid(1)
+    n_out = grad_w.shape[1]
+    if flat >= grad_w.shape[0] * n_out:
+        return
+    i = flat // n_out
+    j = flat - i * n_out
+    acc = 0.0
+    for q in range(batch.shape[0]):
+        k = position[batch[q], i]
+        if k >= 0:
+            acc += li_all[rows[q] + k, j]
+    grad_w[i, j] = acc
+
+
+@cuda.jit
+def _adam_kernel(p, g, m, v, lr, beta1, beta2, eps, c1, c2):
+    i = cuda.grid(1)
+    if i < p.shape[0]:
+        _adam_update(i, p, g, m, v, lr, beta1, beta2, eps, c1, c2)
 
 
 # ------------------------------------------------------------------ host side
@@ -244,8 +330,9 @@ def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method, 
     d_counts = cuda.device_array((n_samples, n_out), np.int64)
     d_v_end = cuda.device_array((n_samples, n_out))
     _launch(_forward_kernel, n_samples * n_out, d_times, d_ids, d_ptr, ea, eb, kap, kmax,
-            float(t_end), d_w, float(a), float(b), float(theta), bool(single_spike),
-            int(method), int(max_spikes), cap, d_out_t, d_out_dv, d_counts, d_v_end)
+            cuda.to_device(np.arange(n_samples)), float(t_end), d_w, float(a), float(b),
+            float(theta), bool(single_spike), int(method), int(max_spikes), cap, d_out_t,
+            d_out_dv, d_counts, d_v_end)
     out_t = d_out_t.copy_to_host()[:, :, :cap]
     out_dv = d_out_dv.copy_to_host()[:, :, :cap]
     if cap != slots:
@@ -311,7 +398,8 @@ def layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts
         r0, r1 = int(ptr[s0]), int(ptr[s1])
         if r1 == r0:
             continue
-        _launch(_backward_kernel, (s1 - s0) * n_out, d_times, d_ptr, ea, eb, kap, s0, s1, r0,
+        _launch(_backward_kernel, (s1 - s0) * n_out, d_times, d_ptr, ea, eb, kap,
+                cuda.to_device(np.arange(s0, s1)), s0, cuda.to_device(ptr[s0:s1 + 1] - r0),
                 float(t_end), float(a), float(b), float(theta), d_out_t, d_out_dv, d_counts,
                 d_spk_g, d_nu, float(min_slope), li_all, lt_all)
         order, iptr = _rows_by_input(ids[r0:r1], n_in)
@@ -342,6 +430,187 @@ merge_spikes = _layer.merge_spikes
 scatter_spike_grads = _layer.scatter_spike_grads
 dense_to_lists = _layer.dense_to_lists
 readout_time_grads = _layer.readout_time_grads
+
+
+# ---------------------------------------------------- device-resident training
+class _DeviceSpikes:
+    """Latency inputs x (N, n_in) resident on the GPU: per-sample time-sorted
+    spike lists (CSR, as ``dense_to_lists``), their interval factors and, for
+    training, ``position[s, i]``, the index of input i's spike within sample
+    s's list (-1: no spike before t_end)."""
+
+    def __init__(self, x, t_end, a, b, positions):
+        times, ids, ptr = _layer.dense_to_lists(np.ascontiguousarray(x, np.float64), t_end)
+        self.ptr = ptr
+        self.n_samples = ptr.shape[0] - 1
+        self.times, self.ids = _dev(times, np.float64), _dev(ids, np.int64)
+        self.d_ptr = cuda.to_device(ptr)
+        self.ea, self.eb, self.kap, self.kmax = _interval_factors_dev(
+            self.times, self.d_ptr, times.shape[0], t_end, a, b)
+        self.position = None
+        if positions:
+            position = np.full(x.shape, -1, np.int32)
+            sample = np.repeat(np.arange(self.n_samples), np.diff(ptr))
+            position[sample, ids] = np.arange(times.shape[0]) - ptr[sample]
+            self.position = cuda.to_device(position)
+
+
+class ResidentTrainer:
+    """Training of a network with one hidden layer with all heavy state on the GPU.
+
+    The training and test sets, weights, gradients and Adam moments live on the
+    GPU. One step (``step``) runs: the hidden layer's forward scan (one thread
+    per (sample, neuron), ``neuron_forward``), the readout of eq. 20 and
+    v_out = phi @ W_out; then on the host the loss of eq. 24
+    (``Network.loss``, from v_out, V_hidden(t_out) and the spike counts copied
+    back, about 7 kB per sample); then dL/dW_out = phi^T dL/dv_out, the spike
+    time gradients, the adjoint scans (``neuron_backward``), dL/dW_in summed per
+    weight over the batch in sample order (no atomics: deterministic), and
+    Adam (``adam_update``). The arithmetic is the CPU backend's, so results
+    agree with device="cpu" to rounding.
+
+    ``pull`` copies weights and Adam moments into the Network and Adam objects
+    (for checkpoints); ``push`` uploads them (after a resume).
+    """
+
+    def __init__(self, net, opt, x_train, x_test):
+        if len(net.sizes) != 3:
+            raise ValueError("ResidentTrainer trains networks with one hidden layer, got "
+                             f"sizes {net.sizes}")
+        self.net, self.opt = net, opt
+        a, b = net.lif.rate_i, net.lif.rate_v
+        self.train = _DeviceSpikes(x_train, net.t_out, a, b, positions=True)
+        self.test = _DeviceSpikes(x_test, net.t_out, a, b, positions=False)
+        self.sizes = [w.size for w in net.weights]
+        total = sum(self.sizes)
+        self._flat = {name: cuda.to_device(np.zeros(total)) for name in ("w", "g", "m", "v")}
+        self.weights = self._views("w")
+        self.grads = self._views("g")
+        self.cap = net._cap_hint[0]
+        self._buffers = {}
+        self._adjoint = None
+        self.push()
+
+    @staticmethod
+    def synchronize():
+        """Wait for the GPU to finish the queued kernels (for timing)."""
+        cuda.synchronize()
+
+    def _views(self, name):
+        out, start = [], 0
+        for w, size in zip(self.net.weights, self.sizes):
+            out.append(self._flat[name][start:start + size].reshape(w.shape))
+            start += size
+        return out
+
+    def push(self):
+        """Upload the Network's weights and Adam's moments."""
+        for name, arrays in (("w", self.net.weights), ("m", self.opt.m), ("v", self.opt.v)):
+            self._flat[name].copy_to_device(np.concatenate([np.ravel(x) for x in arrays]))
+
+    def pull(self):
+        """Copy weights and Adam moments from the GPU into the Network and Adam."""
+        flat = {name: self._flat[name].copy_to_host() for name in ("w", "m", "v")}
+        split = np.cumsum(self.sizes)[:-1]
+        shapes = [w.shape for w in self.net.weights]
+        unflat = {name: [part.reshape(shape) for part, shape in zip(np.split(x, split), shapes)]
+                  for name, x in flat.items()}
+        self.net.weights = unflat["w"]
+        self.opt.m, self.opt.v = unflat["m"], unflat["v"]
+
+    def _scratch(self, n_batch, cap):
+        """GPU buffers for n_batch samples (views of buffers that are only ever grown)."""
+        size_b, size_cap = self._buffers.get("size", (0, 0))
+        if n_batch > size_b or cap > size_cap:
+            size_b, size_cap = max(n_batch, size_b), max(cap, size_cap)
+            n_hidden, n_out = self.net.sizes[1:]
+            per_sample = dict(out_t=(n_hidden, size_cap), out_dv=(n_hidden, size_cap),
+                              spk_g=(n_hidden, size_cap), v_end=(n_hidden,), phi=(n_hidden,),
+                              h=(n_hidden,), nu=(n_hidden,), v_out=(n_out,), g_out=(n_out,))
+            self._buffers = {name: cuda.device_array((size_b, *shape))
+                             for name, shape in per_sample.items()}
+            self._buffers["counts"] = cuda.device_array((size_b, n_hidden), np.int64)
+            self._buffers["batch"] = cuda.device_array(size_b, np.int64)
+            self._buffers["rows"] = cuda.device_array(size_b + 1, np.int64)
+            self._buffers["size"] = (size_b, size_cap)
+        return {name: arr[:n_batch + (name == "rows")] for name, arr in self._buffers.items()
+                if name != "size"}
+
+    def _adjoint_scratch(self, rows):
+        """(lambda_I, a lambda_I - lambda_V) per (input spike row, hidden neuron)."""
+        if self._adjoint is None or self._adjoint[0].shape[0] < rows:
+            shape = (max(rows + rows // 4, 1), self.net.sizes[1])
+            self._adjoint = (cuda.device_array(shape), cuda.device_array(shape))
+        return self._adjoint
+
+    def _forward(self, data, batch):
+        """Hidden spikes, phi and v_out of samples ``batch`` of ``data`` (left on the GPU);
+        returns (buffers, ForwardResult with host v_out, V_hidden, counts)."""
+        net = self.net
+        lif = net.lif
+        n = batch.shape[0]
+
+        def forward(cap):
+            buf = self._scratch(n, cap)
+            buf["batch"].copy_to_device(batch)
+            _launch(_forward_kernel, n * net.sizes[1], data.times, data.ids, data.d_ptr,
+                    data.ea, data.eb, data.kap, data.kmax, buf["batch"], float(net.t_out),
+                    self.weights[0], lif.rate_i, lif.rate_v, lif.threshold,
+                    bool(net.single_spike), int(net._method_code), int(net.max_spikes), cap,
+                    buf["out_t"], buf["out_dv"], buf["counts"], buf["v_end"])
+            return buf, buf["counts"].copy_to_host()
+
+        buf, counts, self.cap = fit_spike_buffer(forward, self.cap, net.max_spikes)
+        _launch(_hidden_readout_kernel, n * net.sizes[1], buf["out_t"], buf["counts"],
+                float(net.t_out), lif.rate_i, lif.rate_v, buf["phi"])
+        _launch(_matmul_kernel, n * net.sizes[2], buf["phi"], self.weights[1], buf["v_out"],
+                False, False)
+        res = ForwardResult(buf["v_out"].copy_to_host(), [buf["v_end"].copy_to_host()],
+                            [counts], [], None, None)
+        return buf, res
+
+    def evaluate_batch(self, start, stop):
+        """ForwardResult (v_out, V_hidden, counts on the host) of test samples [start, stop)."""
+        return self._forward(self.test, np.arange(start, stop, dtype=np.int64))[1]
+
+    def step(self, batch, labels, dead_penalty, output_l2, lr):
+        """One Adam step on training samples ``batch``; returns (loss, ForwardResult).
+
+        The weights are not updated when the loss is not finite."""
+        net = self.net
+        lif = net.lif
+        batch = np.ascontiguousarray(batch, np.int64)
+        n, (n_in, n_hidden, n_out) = batch.shape[0], net.sizes
+        buf, res = self._forward(self.train, batch)
+        loss, g_out, g_hidden = net.loss(res, labels, dead_penalty, output_l2)
+        if not np.isfinite(loss):
+            return loss, res
+        buf["g_out"].copy_to_device(np.ascontiguousarray(g_out))
+        buf["nu"].copy_to_device(np.ascontiguousarray(g_hidden[0]))
+        _launch(_matmul_kernel, n_hidden * n_out, buf["phi"], buf["g_out"], self.grads[1],
+                True, False)
+        _launch(_matmul_kernel, n * n_hidden, buf["g_out"], self.weights[1], buf["h"],
+                False, True)
+        _launch(_hidden_spike_grads_kernel, n * n_hidden, buf["out_t"], buf["counts"],
+                buf["h"], float(net.t_out), lif.rate_i, lif.rate_v, buf["spk_g"])
+        rows = np.zeros(n + 1, np.int64)
+        np.cumsum(self.train.ptr[batch + 1] - self.train.ptr[batch], out=rows[1:])
+        buf["rows"].copy_to_device(rows)
+        li, lt = self._adjoint_scratch(int(rows[-1]))
+        _launch(_backward_kernel, n * n_hidden, self.train.times, self.train.d_ptr,
+                self.train.ea, self.train.eb, self.train.kap, buf["batch"], 0, buf["rows"],
+                float(net.t_out), lif.rate_i, lif.rate_v, lif.threshold, buf["out_t"],
+                buf["out_dv"], buf["counts"], buf["spk_g"], buf["nu"], float(net.min_slope),
+                li, lt)
+        _launch(_grad_w_by_position_kernel, n_in * n_hidden, self.train.position,
+                buf["batch"], buf["rows"], li, self.grads[0])
+        opt = self.opt
+        opt.lr = lr
+        c1, c2 = opt.next_step()
+        _launch(_adam_kernel, self._flat["w"].shape[0], self._flat["w"], self._flat["g"],
+                self._flat["m"], self._flat["v"], float(lr), opt.beta1, opt.beta2, opt.eps,
+                c1, c2)
+        return loss, res
 
 
 # ------------------------------------------------------------------ selection

@@ -8,14 +8,21 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(cache=True, error_model="numpy")
+def adam_update(i, p, g, m, v, lr, beta1, beta2, eps, c1, c2):
+    """Adam on element i of flat arrays (same operation order as NumPy's
+    m = b1 m + (1-b1) g; v = b2 v + (1-b2) g g; p -= lr (m/c1) / (sqrt(v/c2) + eps)),
+    with c1 = 1 - b1^step, c2 = 1 - b2^step. Also the CUDA backend's Adam."""
+    m[i] = m[i] * beta1 + (1.0 - beta1) * g[i]
+    v[i] = v[i] * beta2 + (1.0 - beta2) * g[i] * g[i]
+    p[i] -= lr * (m[i] / c1) / (math.sqrt(v[i] / c2) + eps)
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def _adam_step(p, g, m, v, lr, beta1, beta2, eps, c1, c2):
-    """One fused pass of Adam over flat arrays (same operation order as NumPy's
-    m = b1 m + (1-b1) g; v = b2 v + (1-b2) g g; p -= lr (m/c1) / (sqrt(v/c2) + eps))."""
+    """One fused pass of Adam over flat arrays."""
     for i in prange(p.shape[0]):
-        m[i] = m[i] * beta1 + (1.0 - beta1) * g[i]
-        v[i] = v[i] * beta2 + (1.0 - beta2) * g[i] * g[i]
-        p[i] -= lr * (m[i] / c1) / (math.sqrt(v[i] / c2) + eps)
+        adam_update(i, p, g, m, v, lr, beta1, beta2, eps, c1, c2)
 
 
 class Adam:
@@ -33,11 +40,14 @@ class Adam:
         self.m = [np.zeros(s) for s in shapes]
         self.v = [np.zeros(s) for s in shapes]
 
+    def next_step(self):
+        """Count one update; returns its bias corrections (c1, c2)."""
+        self.step += 1
+        return 1.0 - self.beta1 ** self.step, 1.0 - self.beta2 ** self.step
+
     def update(self, params, grads):
         """params[l] -= lr * m_hat / (sqrt(v_hat) + eps), in place."""
-        self.step += 1
-        c1 = 1.0 - self.beta1 ** self.step
-        c2 = 1.0 - self.beta2 ** self.step
+        c1, c2 = self.next_step()
         for p, g, m, v in zip(params, grads, self.m, self.v):
             if not (p.flags.c_contiguous and p.dtype == np.float64):
                 raise ValueError("Adam updates float64 C-contiguous parameter arrays in place")

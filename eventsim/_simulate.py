@@ -32,6 +32,26 @@ def prepare_inputs(times, ids, weights, t_end):
     return times[order], ids[order], weights
 
 
+def fit_spike_buffer(forward, cap, max_spikes):
+    """Call ``forward(cap) -> (result, counts)`` with a larger per-neuron spike
+    buffer ``cap`` until every neuron's spikes fit; returns (result, counts, cap).
+
+    Raises SpikeLimitError when a neuron fires more than max_spikes times.
+    """
+    cap = max(1, min(int(cap), max_spikes + 1))
+    while True:
+        result, counts = forward(cap)
+        most = int(counts.max()) if counts.size else 0
+        if most > max_spikes:
+            s, j = np.unravel_index(int(np.argmax(counts)), counts.shape)
+            raise SpikeLimitError(
+                f"neuron {j} (sample {s}) fired more than max_spikes_per_neuron={max_spikes} "
+                "times before t_end; check the weights' scale or raise max_spikes_per_neuron")
+        if most <= cap:
+            return result, counts, cap
+        cap = most
+
+
 def run_layer(times, ids, ptr, weights, lif: LIF, t_end, single_spike, method, max_spikes,
               backend=_layer, cap=_INITIAL_CAP):
     """Run ``backend.layer_forward``, growing the per-neuron spike buffer until it fits.
@@ -41,20 +61,13 @@ def run_layer(times, ids, ptr, weights, lif: LIF, t_end, single_spike, method, m
     repeated with a larger one when a neuron overflows it).
     """
     w = backend.prepare_weights(weights)
-    cap = max(1, min(int(cap), max_spikes + 1))
-    while True:
-        out_t, out_dv, counts, v_end = backend.layer_forward(
-            times, ids, ptr, w, t_end, lif.rate_i, lif.rate_v, lif.threshold,
-            single_spike, method, max_spikes, cap)
-        most = int(counts.max()) if counts.size else 0
-        if most > max_spikes:
-            s, j = np.unravel_index(int(np.argmax(counts)), counts.shape)
-            raise SpikeLimitError(
-                f"neuron {j} (sample {s}) fired more than max_spikes_per_neuron={max_spikes} "
-                "times before t_end; check the weights' scale or raise max_spikes_per_neuron")
-        if most <= cap:
-            return out_t, out_dv, counts, v_end
-        cap = most
+
+    def forward(cap):
+        out = backend.layer_forward(times, ids, ptr, w, t_end, lif.rate_i, lif.rate_v,
+                                    lif.threshold, single_spike, method, max_spikes, cap)
+        return out, out[2]
+
+    return fit_spike_buffer(forward, cap, max_spikes)[0]
 
 
 def simulate_layer(times, ids, weights, lif: LIF, t_end=1.0, single_spike=False,

@@ -104,13 +104,19 @@ class Dataset:
     n_classes: int = 10
 
 
-def evaluate(net: Network, x, y, batch_size=1000):
-    """Accuracy, mean cross-entropy (eq. 23) and mean spikes per hidden neuron."""
+def evaluate(net: Network, x, y, batch_size=1000, forward=None):
+    """Accuracy, mean cross-entropy (eq. 23) and mean spikes per hidden neuron.
+
+    ``forward(start, stop)`` gives the ForwardResult of x[start:stop]
+    (default ``net.forward``)."""
+    if forward is None:
+        def forward(start, stop):
+            return net.forward(x[start:stop])
     correct = 0
     loss_sum = 0.0
     spikes = 0.0
     for i in range(0, x.shape[0], batch_size):
-        res = net.forward(x[i:i + batch_size])
+        res = forward(i, min(i + batch_size, x.shape[0]))
         yb = y[i:i + batch_size]
         correct += int((res.v_out.argmax(axis=1) == yb).sum())
         loss_sum += softmax_cross_entropy(res.v_out, yb)[0] * yb.shape[0]
@@ -154,9 +160,17 @@ class Trainer:
         self.opt = Adam([w.shape for w in self.net.weights], lr=config.lr)
         self.history: list[dict] = []
         self.epoch = 0
+        # device="cuda" with one hidden layer (the paper's network): data, weights
+        # and Adam state stay on the GPU; otherwise Network's per-call backend
+        self._resident = None
+        if config.device == "cuda" and len(config.hidden) == 1:
+            from ._cuda import ResidentTrainer
+            self._resident = ResidentTrainer(self.net, self.opt, data.x_train, data.x_test)
 
     # ------------------------------------------------------------- checkpoints
     def save(self, path=None):
+        if self._resident is not None:
+            self._resident.pull()
         save_checkpoint(path or self.out_dir / CHECKPOINT, self.net, self.opt, self.epoch,
                         {"config": asdict(self.config), "history": self.history})
 
@@ -171,6 +185,8 @@ class Trainer:
         self.opt.load_state_dict(data["adam"])
         self.epoch = data["epoch"]
         self.history = data["extra"]["history"]
+        if self._resident is not None:
+            self._resident.push()
         self._write_metrics()
         return True
 
@@ -197,16 +213,13 @@ class Trainer:
         start = time.perf_counter()
         for bi in range(n_batches):
             idx = perm[bi * cfg.batch_size:(bi + 1) * cfg.batch_size]
-            xb, yb = self.data.x_train[idx], self.data.y_train[idx]
-            res = net.forward(xb)
-            loss, g_out, g_hidden = net.loss(res, yb, *cfg.penalty_weights(idx.shape[0]))
+            yb = self.data.y_train[idx]
+            loss, res = self._step(idx, yb, cfg.learning_rate(self.opt.step,
+                                                             cfg.epochs * n_batches))
             if not np.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss} at epoch "
                                          f"{self.epoch + 1}, batch {bi}; lower --lr or set "
                                          "--min-slope to clip grazing-spike gradients")
-            grads = net.backward(res, g_out, g_hidden)
-            self.opt.lr = cfg.learning_rate(self.opt.step, cfg.epochs * n_batches)
-            self.opt.update(net.weights, grads)
             loss_sum += loss * idx.shape[0]
             correct += float((res.v_out.argmax(axis=1) == yb).sum())
             for f_, c in zip(fired, res.spike_counts):
@@ -226,14 +239,29 @@ class Trainer:
                 "dead_fraction": dead, "samples_per_s": self.n_train / train_s,
                 "epoch_s": train_s}
 
+    def _step(self, idx, labels, lr):
+        """Forward, loss of eq. 24, backward and an Adam step (skipped if the loss
+        is not finite) on training samples idx; returns (loss, ForwardResult)."""
+        penalties = self.config.penalty_weights(idx.shape[0])
+        if self._resident is not None:
+            return self._resident.step(idx, labels, *penalties, lr)
+        net = self.net
+        res = net.forward(self.data.x_train[idx])
+        loss, g_out, g_hidden = net.loss(res, labels, *penalties)
+        if np.isfinite(loss):
+            self.opt.lr = lr
+            self.opt.update(net.weights, net.backward(res, g_out, g_hidden))
+        return loss, res
+
     def fit(self) -> dict:
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
         wall = time.perf_counter()
         while self.epoch < cfg.epochs:
             row = self.train_epoch()
+            forward = self._resident.evaluate_batch if self._resident is not None else None
             test_acc, test_loss, _ = evaluate(self.net, self.data.x_test, self.data.y_test,
-                                              cfg.eval_batch_size)
+                                              cfg.eval_batch_size, forward)
             self.epoch += 1
             row = {"epoch": self.epoch, **row, "test_acc": test_acc, "test_loss": test_loss}
             self.history.append(row)

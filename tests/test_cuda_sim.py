@@ -6,9 +6,8 @@ before numba.cuda is first imported, so these tests run in their own process::
     NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda_sim.py
 
 In a normal run (no simulator) they are skipped; what runs instead is the check
-that device="cuda" without a GPU fails with a clear error, and a compile-only
-check that every kernel translates to PTX for an H200-class GPU (sm_90) when the
-CUDA toolkit's NVVM library is installed (no GPU or driver needed).
+that device="cuda" without a GPU fails with a clear error. That every kernel
+compiles for a real GPU is checked by tests/test_ptx_compile.py.
 
 The simulator runs each GPU thread as a Python thread, so inputs are tiny.
 """
@@ -23,6 +22,7 @@ from hypothesis import given, settings, strategies as st
 
 import eventsim as es
 from eventsim import _layer
+from eventsim._train import Dataset, TrainConfig, Trainer
 from eventsim._math import CLOSED_FORM, ROOT
 
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
@@ -273,47 +273,57 @@ def test_cuda_without_gpu_raises_clear_error():
     assert _cuda.is_available() is False
 
 
-def _nvvm_available():
-    try:
-        from numba.cuda.cudadrv import nvvm
-        return bool(nvvm.is_available())
-    except Exception:
-        return False
+def _tiny_dataset():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0.0, 1.0, (12, 6))
+    x[rng.random(x.shape) < 0.3] = np.inf
+    x_test = rng.uniform(0.0, 1.0, (4, 6))
+    return Dataset(x, rng.integers(0, 3, 12), x_test, rng.integers(0, 3, 4), n_classes=3)
 
 
-@pytest.mark.skipif(SIM, reason="compiles for a real GPU, not the simulator")
-def test_kernels_compile_to_ptx(monkeypatch):
-    """Every kernel (with the shared njit maths inlined as device functions) compiles for sm_90.
+def _tiny_trainer(device, out, single_spike, epochs=2):
+    config = TrainConfig(hidden=(5,), epochs=epochs, batch_size=5, seed=4, device=device,
+                         single_spike=single_spike, init_mean=6.0, init_std=3.0,
+                         eval_batch_size=3, lr=0.05)
+    return Trainer(config, _tiny_dataset(), out, progress=False)
 
-    Needs only the CUDA toolkit's NVVM library, no GPU: this is what catches a
-    scalar function that numba's CUDA target cannot compile, which the
-    simulator (pure Python) never would.
-    """
-    if not _nvvm_available():
-        pytest.skip("CUDA toolkit (libnvvm) not found")
-    import types
-    from numba import cuda, typeof
-    from numba.cuda import dispatcher as cuda_dispatcher
-    from eventsim import _cuda
-    # device functions are compiled for the current device's compute capability;
-    # there is none here, so pretend to be an H200 (sm_90)
-    monkeypatch.setattr(cuda_dispatcher, "get_current_device",
-                        lambda: types.SimpleNamespace(compute_capability=(9, 0)))
-    f1, i1 = np.zeros(3), np.zeros(3, np.int64)
-    f2, i2 = np.zeros((2, 3)), np.zeros((2, 3), np.int64)
-    f3 = np.zeros((2, 3, 4))
-    fl, it, bo = 1.0, np.int64(1), True
-    sigs = {
-        _cuda._interval_factors_kernel: (f1, i1, fl, fl, fl, f1, f1, f1, f1),
-        _cuda._forward_kernel: (f1, i1, i1, f1, f1, f1, f1, fl, f2, fl, fl, fl, bo, it, it, it,
-                                f3, f3, i2, f2),
-        _cuda._backward_kernel: (f1, i1, f1, f1, f1, it, it, it, fl, fl, fl, fl, f3, f3, i2, f3,
-                                 f2, fl, f2, f2),
-        _cuda._grad_w_kernel: (i1, i1, f2, f2),
-        _cuda._grad_in_kernel: (i1, f2, f2, it, it, f1),
-        _cuda._readout_features_kernel: (f1, i1, i1, fl, fl, fl, f2),
-    }
-    for kernel, args in sigs.items():
-        sig = tuple(typeof(a) for a in args)
-        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
-        assert ".entry" in ptx, kernel.py_func.__name__
+
+@sim_only
+@pytest.mark.parametrize("single", [False, True])
+def test_resident_trainer_matches_cpu_trainer(tmp_path, single):
+    """device="cuda" training (data, weights and Adam on the GPU) = device="cpu" training."""
+    cpu = _tiny_trainer("cpu", tmp_path / "cpu", single)
+    gpu = _tiny_trainer("cuda", tmp_path / "gpu", single)
+    assert gpu._resident is not None
+    gpu._resident.cap = 1                       # the spike buffer must grow on the way
+    cpu.fit()
+    gpu.fit()
+    for got, want in zip(gpu.history, cpu.history):
+        assert got.keys() == want.keys()
+        for key in ("train_loss", "train_acc", "test_acc", "test_loss",
+                    "spikes_per_hidden_neuron", "dead_fraction"):
+            _close(got[key], want[key], 1e-10)
+    assert cpu.history[-1]["spikes_per_hidden_neuron"] > (0.2 if single else 1.0)
+    for got, want in zip(gpu.net.weights, cpu.net.weights):
+        _close(got, want, 1e-10)
+    for got, want in zip(gpu.opt.m + gpu.opt.v, cpu.opt.m + cpu.opt.v):
+        _close(got, want, 1e-10)
+    assert gpu.opt.step == cpu.opt.step == 6
+    assert np.abs(gpu.net.weights[0] - _tiny_trainer("cpu", tmp_path / "x", single)
+                  .net.weights[0]).max() > 1e-3      # it trained
+
+
+@sim_only
+def test_resident_trainer_resume_equals_uninterrupted(tmp_path):
+    straight = _tiny_trainer("cuda", tmp_path / "straight", False)
+    straight.fit()
+    _tiny_trainer("cuda", tmp_path / "resumed", False, epochs=1).fit()
+    resumed = _tiny_trainer("cuda", tmp_path / "resumed", False)
+    assert resumed.resume() and resumed.epoch == 1
+    resumed.fit()
+    for got, want in zip(resumed.net.weights, straight.net.weights):
+        assert np.array_equal(got, want)
+    def untimed(history):
+        return [{k: v for k, v in row.items() if k not in ("samples_per_s", "epoch_s")}
+                for row in history]
+    assert untimed(resumed.history) == untimed(straight.history)
