@@ -31,6 +31,13 @@ call. Layout and threads:
 - merging/sorting spike lists (``merge_spikes``, ``dense_to_lists``,
   ``scatter_spike_grads``) and ``readout_time_grads`` reuse the CPU functions on
   the host: they are O(spikes) bookkeeping, not the heavy part.
+
+``ResidentTrainer`` is the training loop's fast path for one hidden layer (the
+paper's network): the datasets, weights, gradients and Adam state stay on the
+GPU between steps, the readout and its gradient are computed per hidden neuron
+(no merged spike list is needed when the next layer does not fire), and dL/dW
+is summed per weight through a table of each input's position in each
+sample's spike list. Only what the loss of eq. 24 needs crosses to the host.
 """
 
 from __future__ import annotations
