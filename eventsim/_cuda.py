@@ -52,7 +52,7 @@ from numba import cuda
 
 from . import _layer
 from ._layer import interval_factors_one
-from ._math import kappa
+from ._math import kappa, readout_slope
 from ._network import ForwardResult
 from ._neuron import exact_interval, neuron_backward, neuron_forward
 from ._optim import adam_update
@@ -83,12 +83,14 @@ if SIMULATOR:
     _neuron_backward = neuron_backward.py_func
     _interval_factors_one = interval_factors_one.py_func
     _kappa = kappa.py_func
+    _readout_slope = readout_slope.py_func
     _adam_update = adam_update.py_func
 else:
     _neuron_forward = neuron_forward
     _neuron_backward = neuron_backward
     _interval_factors_one = interval_factors_one
     _kappa = kappa
+    _readout_slope = readout_slope
     _adam_update = adam_update
 
 
@@ -221,7 +223,7 @@ def _hidden_readout_kernel(out_t, counts, t_out, a, b, phi):
 @cuda.jit
 def _hidden_spike_grads_kernel(out_t, counts, h, t_out, a, b, spk_g):
     """spk_g[s, j, n] = dL/dt of spike n of hidden neuron j given h = dL/dphi:
-    h[s, j] d kappa(t_out - t)/dt = h[s, j] (a kappa(D) - e^{-b D}), D = t_out - t."""
+    h[s, j] d kappa(t_out - t)/dt (``readout_slope``)."""
     flat = cuda.grid(1)
     n_hidden = counts.shape[1]
     if flat >= counts.shape[0] * n_hidden:
@@ -231,8 +233,7 @@ def _hidden_spike_grads_kernel(out_t, counts, h, t_out, a, b, spk_g):
     n_spk = counts[s, j]
     for n in range(spk_g.shape[2]):
         if n < n_spk:
-            d = t_out - out_t[s, j, n]
-            spk_g[s, j, n] = h[s, j] * (a * _kappa(d, a, b) - math.exp(-b * d))
+            spk_g[s, j, n] = h[s, j] * _readout_slope(t_out - out_t[s, j, n], a, b)
         else:
             spk_g[s, j, n] = 0.0
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._math import jit, kappa, kappa_max
+from ._math import jit, kappa, kappa_max, readout_slope
 from ._neuron import adjoint_back, adjoint_spike, exact_interval
 
 pjit = njit(cache=True, parallel=True, error_model="numpy")
@@ -310,12 +310,12 @@ def readout_features(times, ids, ptr, n_in, t_out, a, b):
 def readout_time_grads(times, ids, ptr, h, t_out, a, b):
     """dL/dt for every input spike of a non-firing readout, given h = dL/dphi (B, n_in).
 
-    d kappa(t_out - t)/dt = a kappa(D) - e^{-b D}, D = t_out - t.
+    d kappa(t_out - t)/dt = a kappa(D) - e^{-b D}, D = t_out - t (``readout_slope``).
     """
     n_samples = ptr.shape[0] - 1
     grad = np.empty(times.shape[0])
     for s in prange(n_samples):
         for k in range(ptr[s], ptr[s + 1]):
             d = t_out - times[k]
-            grad[k] = h[s, ids[k]] * (a * kappa(d, a, b) - math.exp(-b * d))
+            grad[k] = h[s, ids[k]] * readout_slope(d, a, b)
     return grad

@@ -47,6 +47,13 @@ def kappa(s, a, b):
 
 
 @jit
+def readout_slope(s, a, b):
+    """d kappa(t_out - t)/dt at s = t_out - t: a kappa(s) - e^{-bs} (eq. 20 differentiated
+    in the spike time t; kappa' = e^{-bs} - a kappa). Units: 1 (per unit weight)."""
+    return a * kappa(s, a, b) - math.exp(-b * s)
+
+
+@jit
 def kappa_peak(a, b):
     """Time at which kappa peaks: ln(b/a)/(b-a), or 1/a when a == b."""
     c = b - a
