@@ -448,7 +448,7 @@ class _DeviceSpikes:
     s's list (-1: no spike before t_end)."""
 
     def __init__(self, x, t_end, a, b, positions):
-        times, ids, ptr = _layer.dense_to_lists(np.ascontiguousarray(x, np.float64), t_end)
+        times, ids, ptr = _layer.dense_to_lists(np.ascontiguousarray(x), t_end)
         self.ptr = ptr
         self.n_samples = ptr.shape[0] - 1
         self.times, self.ids = _dev(times, np.float64), _dev(ids, np.int64)
@@ -487,8 +487,8 @@ class ResidentTrainer:
                              f"sizes {net.sizes}")
         self.net, self.opt = net, opt
         a, b = net.lif.rate_i, net.lif.rate_v
-        self.train = _DeviceSpikes(x_train, net.t_out, a, b, positions=True)
-        self.test = _DeviceSpikes(x_test, net.t_out, a, b, positions=False)
+        self.train = _DeviceSpikes(net.check_inputs(x_train), net.t_out, a, b, positions=True)
+        self.test = _DeviceSpikes(net.check_inputs(x_test), net.t_out, a, b, positions=False)
         self.sizes = [w.size for w in net.weights]
         total = sum(self.sizes)
         self._flat = {name: cuda.to_device(np.zeros(total)) for name in ("w", "g", "m", "v")}

@@ -327,3 +327,15 @@ def test_resident_trainer_resume_equals_uninterrupted(tmp_path):
         return [{k: v for k, v in row.items() if k not in ("samples_per_s", "epoch_s")}
                 for row in history]
     assert untimed(resumed.history) == untimed(straight.history)
+
+
+@sim_only
+def test_resident_trainer_rejects_bad_inputs(tmp_path):
+    data = _tiny_dataset()
+    data.x_train[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        Trainer(TrainConfig(hidden=(5,), device="cuda"), data, tmp_path, progress=False)
+    data = _tiny_dataset()
+    data.x_test[0, 1] = -0.5
+    with pytest.raises(ValueError, match=">= 0"):
+        Trainer(TrainConfig(hidden=(5,), device="cuda"), data, tmp_path, progress=False)
