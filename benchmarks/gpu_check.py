@@ -224,7 +224,7 @@ def timing(cpu, gpu, x, labels, batches, budget):
     print(f"  {'rest (numpy on host)':<22s} {(total - sum(prof.totals.values())) * 1e3:9.1f} ms")
 
 
-def _resident(sizes, x, labels, n_train):
+def _resident(sizes, x, n_train):
     """A ResidentTrainer holding x[:n_train] as its training set, and its Adam."""
     from eventsim._cuda import ResidentTrainer
     net = es.Network(sizes, es.LIF(0.8, 0.4), seed=0, device="cuda")
@@ -237,7 +237,7 @@ def check_resident(sizes, x, labels, batches, budget, checks, n_steps=5):
     n_steps Adam steps (batch 100 or less) with the CPU path, then training throughput."""
     bsz = max(1, min(100, x.shape[0] // n_steps))
     n = n_steps * bsz
-    resident, net, opt = _resident(sizes, x, labels, n)
+    resident, net, opt = _resident(sizes, x, n)
     cpu = es.Network(sizes, es.LIF(0.8, 0.4), seed=0, device="cpu")
     cpu_opt = Adam([w.shape for w in cpu.weights], lr=1e-3)
     pen = (0.01 * bsz, 1e-4 * bsz)                    # the trainer's default "sum" reduction
@@ -257,7 +257,7 @@ def check_resident(sizes, x, labels, batches, budget, checks, n_steps=5):
 
     print(f"\n{'batch':>6s} {'resident cuda':<24s} {'samples/s':>10s} {'ms/step':>8s}")
     for b in batches:
-        resident, _, _ = _resident(sizes, x, labels, b)
+        resident, _, _ = _resident(sizes, x, b)
         idx = np.arange(b)
         for name, fn in (("train step", lambda: resident.step(idx, labels[:b], 0.01 * b,
                                                               1e-4 * b, 1e-3)),
