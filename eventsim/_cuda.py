@@ -109,6 +109,16 @@ def _sample_of(ptr, k):
     return lo
 
 
+@cuda.jit(device=True)
+def _cell(n_rows, n_cols):
+    """(row, column) of this thread in a row-major n_rows x n_cols grid; row -1 past its end."""
+    flat = cuda.grid(1)
+    if flat >= n_rows * n_cols:
+        return -1, 0
+    row = flat // n_cols
+    return row, flat - row * n_cols
+
+
 @cuda.jit
 def _interval_factors_kernel(times, ptr, t_end, a, b, ea, eb, kap, kmax):
     k = cuda.grid(1)
@@ -122,12 +132,9 @@ def _interval_factors_kernel(times, ptr, t_end, a, b, ea, eb, kap, kmax):
 def _forward_kernel(times, ids, ptr, ea, eb, kap, kmax, batch, t_end, w, a, b, theta,
                     single_spike, method, max_spikes, cap, out_t, out_dv, counts, v_end):
     """Row s of the outputs: neuron j on input sample batch[s]."""
-    flat = cuda.grid(1)
-    n_out = w.shape[1]
-    if flat >= batch.shape[0] * n_out:
+    s, j = _cell(batch.shape[0], w.shape[1])
+    if s < 0:
         return
-    s = flat // n_out
-    j = flat - s * n_out
     g = batch[s]
     ot = out_t[s, j, :cap]
     od = out_dv[s, j, :cap]
@@ -145,12 +152,9 @@ def _forward_kernel(times, ids, ptr, ea, eb, kap, kmax, batch, t_end, w, a, b, t
 def _backward_kernel(times, ptr, ea, eb, kap, batch, s0, rows, t_end, a, b, theta, out_t,
                      out_dv, counts, spk_g, nu, min_slope, li_all, lt_all):
     """Neuron j on input sample batch[q]: output row s0 + q, scratch rows [rows[q], rows[q+1])."""
-    flat = cuda.grid(1)
-    n_out = counts.shape[1]
-    if flat >= batch.shape[0] * n_out:
+    q, j = _cell(batch.shape[0], counts.shape[1])
+    if q < 0:
         return
-    q = flat // n_out
-    j = flat - q * n_out
     s = s0 + q
     start = ptr[batch[q]]
     stop = ptr[batch[q] + 1]
@@ -168,12 +172,9 @@ def _backward_kernel(times, ptr, ea, eb, kap, batch, s0, rows, t_end, a, b, thet
 @cuda.jit
 def _grad_w_kernel(order, iptr, li_all, grad_w):
     """grad_w[i, j] += sum of li_all[r, j] over the rows r of input i (rows listed by order)."""
-    flat = cuda.grid(1)
-    n_out = grad_w.shape[1]
-    if flat >= grad_w.shape[0] * n_out:
+    i, j = _cell(grad_w.shape[0], grad_w.shape[1])
+    if i < 0:
         return
-    i = flat // n_out
-    j = flat - i * n_out
     acc = grad_w[i, j]
     for q in range(iptr[i], iptr[i + 1]):
         acc += li_all[order[q], j]
@@ -208,12 +209,9 @@ def _readout_features_kernel(times, ids, ptr, t_out, a, b, phi):
 @cuda.jit
 def _hidden_readout_kernel(out_t, counts, t_out, a, b, phi):
     """phi[s, j] = sum over the spikes t of hidden neuron j of kappa(t_out - t) (eq. 20)."""
-    flat = cuda.grid(1)
-    n_hidden = counts.shape[1]
-    if flat >= counts.shape[0] * n_hidden:
+    s, j = _cell(counts.shape[0], counts.shape[1])
+    if s < 0:
         return
-    s = flat // n_hidden
-    j = flat - s * n_hidden
     acc = 0.0
     for n in range(counts[s, j]):
         acc += _kappa(t_out - out_t[s, j, n], a, b)
@@ -224,12 +222,9 @@ def _hidden_readout_kernel(out_t, counts, t_out, a, b, phi):
 def _hidden_spike_grads_kernel(out_t, counts, h, t_out, a, b, spk_g):
     """spk_g[s, j, n] = dL/dt of spike n of hidden neuron j given h = dL/dphi:
     h[s, j] d kappa(t_out - t)/dt (``readout_slope``)."""
-    flat = cuda.grid(1)
-    n_hidden = counts.shape[1]
-    if flat >= counts.shape[0] * n_hidden:
+    s, j = _cell(counts.shape[0], counts.shape[1])
+    if s < 0:
         return
-    s = flat // n_hidden
-    j = flat - s * n_hidden
     n_spk = counts[s, j]
     for n in range(spk_g.shape[2]):
         if n < n_spk:
@@ -241,12 +236,9 @@ def _hidden_spike_grads_kernel(out_t, counts, h, t_out, a, b, spk_g):
 @cuda.jit
 def _matmul_kernel(x, y, out, transpose_x, transpose_y):
     """out = op(x) @ op(y), op(m) = m.T where asked; one thread per element of out."""
-    flat = cuda.grid(1)
-    n_cols = out.shape[1]
-    if flat >= out.shape[0] * n_cols:
+    r, c = _cell(out.shape[0], out.shape[1])
+    if r < 0:
         return
-    r = flat // n_cols
-    c = flat - r * n_cols
     inner = x.shape[0] if transpose_x else x.shape[1]
     acc = 0.0
     for k in range(inner):
@@ -260,12 +252,9 @@ def _matmul_kernel(x, y, out, transpose_x, transpose_y):
 def _grad_w_by_position_kernel(position, batch, rows, li_all, grad_w):
     """grad_w[i, j] = sum over batch rows q in which input i spiked of
     li_all[rows[q] + position[batch[q], i], j] (position -1: no spike)."""
-    flat = cuda.grid(1)
-    n_out = grad_w.shape[1]
-    if flat >= grad_w.shape[0] * n_out:
+    i, j = _cell(grad_w.shape[0], grad_w.shape[1])
+    if i < 0:
         return
-    i = flat // n_out
-    j = flat - i * n_out
     acc = 0.0
     for q in range(batch.shape[0]):
         k = position[batch[q], i]
