@@ -161,9 +161,9 @@ def _backward_kernel(times, ptr, ea, eb, kap, batch, s0, rows, t_end, a, b, thet
     li = li_all[rows[q]:rows[q + 1], j]
     lt = lt_all[rows[q]:rows[q + 1], j]
     if counts[s, j] == 0 and nu[s, j] == 0.0:
-        for q in range(stop - start):
-            li[q] = 0.0
-            lt[q] = 0.0
+        for r in range(stop - start):
+            li[r] = 0.0
+            lt[r] = 0.0
         return
     _neuron_backward(times, ea, eb, kap, start, stop, t_end, a, b, theta, out_t[s, j],
                      out_dv[s, j], spk_g[s, j], counts[s, j], nu[s, j], min_slope, li, lt)
