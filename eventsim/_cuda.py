@@ -507,13 +507,9 @@ class ResidentTrainer:
 
     def pull(self):
         """Copy weights and Adam moments from the GPU into the Network and Adam."""
-        flat = {name: self._flat[name].copy_to_host() for name in ("w", "m", "v")}
-        split = np.cumsum(self.sizes)[:-1]
-        shapes = [w.shape for w in self.net.weights]
-        unflat = {name: [part.reshape(shape) for part, shape in zip(np.split(x, split), shapes)]
-                  for name, x in flat.items()}
-        self.net.weights = unflat["w"]
-        self.opt.m, self.opt.v = unflat["m"], unflat["v"]
+        self.net.weights = [w.copy_to_host() for w in self.weights]
+        self.opt.m = [m.copy_to_host() for m in self._views("m")]
+        self.opt.v = [v.copy_to_host() for v in self._views("v")]
 
     def _scratch(self, n_batch, cap):
         """GPU buffers for n_batch samples (views of buffers that are only ever grown)."""

@@ -304,7 +304,7 @@ def test_resident_trainer_matches_cpu_trainer(tmp_path, single):
                     "spikes_per_hidden_neuron", "dead_fraction"):
             _close(got[key], want[key], 1e-10)
     assert cpu.history[-1]["spikes_per_hidden_neuron"] > (0.2 if single else 1.0)
-    assert gpu._resident.cap == 1 if single else gpu._resident.cap > 1
+    assert (gpu._resident.cap == 1) if single else (gpu._resident.cap > 1)
     for got, want in zip(gpu.net.weights, cpu.net.weights):
         _close(got, want, 1e-10)
     for got, want in zip(gpu.opt.m + gpu.opt.v, cpu.opt.m + cpu.opt.v):
