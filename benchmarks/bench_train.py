@@ -32,6 +32,7 @@ import numpy as np
 from _timing import interleaved
 
 import eventsim as es
+from eventsim._malloc import retain_freed_memory
 from eventsim._optim import Adam
 
 TAU_I, TAU_V, THETA, T_OUT = 0.8, 0.4, 1.0, 1.0
@@ -230,9 +231,11 @@ def main(argv=None):
         ap.error("--batch and --repeats must be >= 1")
 
     x, y = load_batch(args.batch)
+    retained = retain_freed_memory()  # as Trainer does
     n_in_spk = int((x < T_OUT).sum())
     print(f"eventsim {es.__version__}, numba threads {_threads()}, batch {args.batch}, "
-          f"{n_in_spk / args.batch:.1f} input spikes/sample (t < {T_OUT}), float64")
+          f"{n_in_spk / args.batch:.1f} input spikes/sample (t < {T_OUT}), float64, "
+          f"freed memory kept in the heap: {retained}")
 
     # --- correctness of the dense baseline against eventsim's forward
     step_cpu = TrainStep("cpu", x, y)

@@ -115,7 +115,12 @@ def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
     return out_t, out_dv, counts, v_end
 
 
-@pjit
+#: per-chunk gradient buffers of layer_backward, kept between calls: a fresh
+#: (N_CHUNKS, n_in, n_out) array per batch (20 MB for 784 x 400) costs more in
+#: page faults than its zeroing. Calls hold the GIL, so sharing is safe.
+_grad_w_chunks = {}
+
+
 def layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts,
                    merged, spk_g, nu, min_slope, want_input_grad):
     """Reverse adjoint scans of a layer (see ``neuron_backward`` for the maths).
@@ -123,6 +128,19 @@ def layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts
     Returns dL/dw (n_in, n_out) and dL/d(input time) (n_inputs,). spk_g
     (B, J, cap) holds dL/ds for every output spike, nu (B, J) dL/dV(t_end);
     ``merged`` is the layer's spike list from ``merge_spikes``.
+    """
+    work = _grad_w_chunks.get(w.shape)
+    if work is None:
+        work = _grad_w_chunks[w.shape] = np.empty((N_CHUNKS,) + w.shape)
+    return layer_backward_kernel(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv,
+                                 merged, spk_g, nu, min_slope, want_input_grad, work)
+
+
+@pjit
+def layer_backward_kernel(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, merged,
+                          spk_g, nu, min_slope, want_input_grad, grad_w_chunks):
+    """Kernel of ``layer_backward``; grad_w_chunks (>= N_CHUNKS, n_in, n_out) is scratch.
+
     Samples are split into N_CHUNKS fixed chunks, each with its own gradient
     buffer; within a sample the neurons step back together (vectorised), and
     the few neurons with a spike inside an interval are redone from their saved
@@ -133,10 +151,10 @@ def layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts
     m_times, m_ids, m_ptr, m_src = merged
     ea, eb, kap, _ = interval_factors(times, ptr, t_end, a, b)
     n_chunks = min(N_CHUNKS, max(n_samples, 1))
-    grad_w_chunks = np.zeros((n_chunks, n_in, n_out))
     grad_in = np.zeros(times.shape[0])
     for c in prange(n_chunks):
         gw = grad_w_chunks[c]
+        gw[:] = 0.0
         lv = np.empty(n_out)
         li = np.empty(n_out)
         lv_old = np.empty(n_out)

@@ -15,6 +15,7 @@ import numpy as np
 from ._io import load_checkpoint, save_checkpoint
 from ._lif import LIF
 from ._losses import softmax_cross_entropy
+from ._malloc import retain_freed_memory
 from ._network import Network
 from ._optim import Adam
 
@@ -160,6 +161,7 @@ class Trainer:
         self.opt = Adam([w.shape for w in self.net.weights], lr=config.lr)
         self.history: list[dict] = []
         self.epoch = 0
+        retain_freed_memory()  # no page faults for each batch's buffers
         # device="cuda" with one hidden layer (the paper's network): data, weights
         # and Adam state stay on the GPU; otherwise Network's per-call backend
         self._resident = None

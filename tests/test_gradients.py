@@ -261,3 +261,20 @@ def test_initial_weights_follow_init_mean_and_std():
     assert abs(w.mean() + 0.2) < 0.01 and abs(w.std() - 0.1) < 0.01
     with pytest.raises(ValueError, match="init_std"):
         es.Network([5, 7, 3], es.LIF(0.8, 0.4), init_std=-1.0)
+
+
+def test_gradients_do_not_depend_on_earlier_calls():
+    """layer_backward reuses its per-chunk scratch between calls: a batch's
+    gradients are bit-identical before and after other batches (of other sizes,
+    and of another layer shape) went through."""
+    net = make_net([6, 9, 4], 2.0, False, seed=5)
+    other = make_net([6, 7, 4], 2.0, False, seed=6)
+    x, y = make_batch(6, 4, 13, seed=5)
+    _, first = net.loss_and_grad(x, y)
+    for batch in (3, 40):
+        xo, yo = make_batch(6, 4, batch, seed=batch)
+        net.loss_and_grad(xo, yo)
+        other.loss_and_grad(xo, yo)
+    _, again = net.loss_and_grad(x, y)
+    for g1, g2 in zip(first, again):
+        np.testing.assert_array_equal(g1, g2)
