@@ -255,10 +255,9 @@ class Trainer:
             self.opt.update(net.weights, net.backward(res, g_out, g_hidden))
         return loss, res
 
-    def fit(self) -> dict:
+    def _remaining_epochs(self):
+        """Train, evaluate, checkpoint and log each epoch up to config.epochs."""
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        wall = time.perf_counter()
         while self.epoch < cfg.epochs:
             row = self.train_epoch()
             forward = self._resident.evaluate_batch if self._resident is not None else None
@@ -274,6 +273,17 @@ class Trainer:
                   f"spikes/neuron {row['spikes_per_hidden_neuron']:.3f}  "
                   f"dead {100 * row['dead_fraction']:.1f}%  "
                   f"{row['samples_per_s']:.0f} samples/s", flush=True)
+
+    def fit(self) -> dict:
+        cfg = self.config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        wall = time.perf_counter()
+        try:
+            self._remaining_epochs()
+        except SystemError as err:  # a Ctrl-C inside a numba kernel arrives wrapped
+            if _caused_by_interrupt(err):
+                raise KeyboardInterrupt from None
+            raise
         save_checkpoint(self.out_dir / FINAL_MODEL, self.net, epoch=self.epoch,
                         extra={"config": asdict(cfg), "history": self.history})
         last = self.history[-1] if self.history else {}
@@ -287,6 +297,17 @@ class Trainer:
                 "lr_schedule": cfg.lr_schedule, "init_std": cfg.init_std,
                 "train_samples": self.n_train}
 
+
+def _caused_by_interrupt(err: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in err's chain of causes (numba reports a
+    Ctrl-C that lands in compiled code as SystemError ... "with an exception set")."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 def _progress(total, desc, enabled):
     if not enabled:

@@ -170,6 +170,36 @@ def test_interrupted_checkpoint_write_keeps_last_one(tmp_path):
         assert "half" not in f
 
 
+
+def _numba_style_interrupt():
+    """A Ctrl-C that lands in a numba kernel: SystemError("... with an exception
+    set") raised from the KeyboardInterrupt (as a real interrupted run showed)."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as interrupt:
+        raise SystemError("CPUDispatcher(...) returned a result with an exception set") \
+            from interrupt
+
+
+def test_ctrl_c_inside_a_kernel_is_a_keyboard_interrupt(small_data, tmp_path, monkeypatch):
+    trainer = Trainer(small_config(epochs=2), small_data, tmp_path, progress=False)
+    real_epoch = trainer.train_epoch
+    calls = []
+
+    def second_epoch_interrupted():
+        calls.append(1)
+        if len(calls) == 2:
+            _numba_style_interrupt()
+        return real_epoch()
+
+    monkeypatch.setattr(trainer, "train_epoch", second_epoch_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert _io.load_checkpoint(tmp_path / "checkpoint.h5")["epoch"] == 1
+    monkeypatch.setattr(trainer, "train_epoch", lambda: (_ for _ in ()).throw(SystemError("x")))
+    with pytest.raises(SystemError):  # other SystemErrors are not swallowed
+        trainer.fit()
+
 def test_load_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         es.Network.load(tmp_path / "missing.h5")
