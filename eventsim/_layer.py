@@ -115,10 +115,12 @@ def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
     return out_t, out_dv, counts, v_end
 
 
-#: per-chunk gradient buffers of layer_backward, kept between calls: a fresh
-#: (N_CHUNKS, n_in, n_out) array per batch (20 MB for 784 x 400) costs more in
-#: page faults than its zeroing. Calls hold the GIL, so sharing is safe.
+#: per-chunk gradient buffers of layer_backward by weight shape, kept between
+#: calls: a fresh (N_CHUNKS, n_in, n_out) array per batch (20 MB for 784 x 400)
+#: costs more in page faults than its zeroing. Calls hold the GIL, so sharing is
+#: safe; at most MAX_SCRATCH shapes (one per layer of a network) are kept.
 _grad_w_chunks = {}
+MAX_SCRATCH = 4
 
 
 def layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts,
@@ -131,6 +133,8 @@ def layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts
     """
     work = _grad_w_chunks.get(w.shape)
     if work is None:
+        if len(_grad_w_chunks) >= MAX_SCRATCH:
+            _grad_w_chunks.clear()
         work = _grad_w_chunks[w.shape] = np.empty((N_CHUNKS,) + w.shape)
     return layer_backward_kernel(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv,
                                  merged, spk_g, nu, min_slope, want_input_grad, work)

@@ -309,6 +309,7 @@ def _caused_by_interrupt(err: BaseException) -> bool:
         err = err.__cause__ or err.__context__
     return False
 
+
 def _progress(total, desc, enabled):
     if not enabled:
         return None
