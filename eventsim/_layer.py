@@ -232,6 +232,20 @@ def layer_backward_kernel(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv,
     return grad_w, grad_in
 
 
+@jit
+def write_sorted(tmp_t, tmp_ids, start, times, ids):
+    """Write one sample's spikes into times/ids[start:], stably sorted by time.
+
+    Stable, so equal times keep the order of ``tmp_ids`` (ascending ids).
+    Returns the sorting permutation.
+    """
+    order = np.argsort(tmp_t, kind="mergesort")
+    for q in range(tmp_t.shape[0]):
+        times[start + q] = tmp_t[order[q]]
+        ids[start + q] = tmp_ids[order[q]]
+    return order
+
+
 @pjit
 def merge_spikes(out_t, counts):
     """Per-sample lists of a layer's spikes sorted by (time, neuron).
@@ -262,10 +276,8 @@ def merge_spikes(out_t, counts):
                 tmp_j[q] = j
                 tmp_n[q] = n
                 q += 1
-        order = np.argsort(tmp_t, kind="mergesort")
+        order = write_sorted(tmp_t, tmp_j, ptr[s], times, ids)
         for q in range(n_s):
-            times[ptr[s] + q] = tmp_t[order[q]]
-            ids[ptr[s] + q] = tmp_j[order[q]]
             src_n[ptr[s] + q] = tmp_n[order[q]]
     return times, ids, ptr, src_n
 
@@ -307,10 +319,7 @@ def dense_to_lists(x, t_end):
                 tmp_t[q] = x[s, i]
                 tmp_i[q] = i
                 q += 1
-        order = np.argsort(tmp_t, kind="mergesort")
-        for q in range(n_s):
-            times[ptr[s] + q] = tmp_t[order[q]]
-            ids[ptr[s] + q] = tmp_i[order[q]]
+        write_sorted(tmp_t, tmp_i, ptr[s], times, ids)
     return times, ids, ptr
 
 
