@@ -561,3 +561,29 @@ def test_network_without_recurrence_is_a_layer(case, single, kind, delay):
     layer = sim(case, single_spike=single)
     np.testing.assert_array_equal(net.ids, layer.ids)
     np.testing.assert_allclose(net.times, layer.times, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_spike_list_bookkeeping_matches_python_sort(seed, ties):
+    """dense_to_lists / merge_spikes give per-sample lists sorted by (time, id),
+    as Python's sorted() does; ties are common when times come from a small set."""
+    from eventsim import _layer
+
+    rng = np.random.default_rng(seed)
+    n_samples, n_in, cap = 3, 7, 4
+    draw = (lambda size: rng.choice([0.0, 0.25, 0.5, 1.0, np.inf], size)) if ties else rng.random
+    x = draw((n_samples, n_in))
+    times, ids, ptr = _layer.dense_to_lists(x, 1.0)
+    for s in range(n_samples):
+        want = sorted((x[s, i], i) for i in range(n_in) if x[s, i] < 1.0)
+        got = list(zip(times[ptr[s]:ptr[s + 1]], ids[ptr[s]:ptr[s + 1]]))
+        assert got == want
+
+    counts = rng.integers(0, cap + 1, (n_samples, n_in))
+    out_t = np.sort(draw((n_samples, n_in, cap)), axis=2)  # a neuron's own train is sorted
+    times, ids, ptr, src_n = _layer.merge_spikes(out_t, counts)
+    for s in range(n_samples):
+        want = sorted((out_t[s, j, n], j, n) for j in range(n_in) for n in range(counts[s, j]))
+        got = list(zip(times[ptr[s]:ptr[s + 1]], ids[ptr[s]:ptr[s + 1]], src_n[ptr[s]:ptr[s + 1]]))
+        assert got == want
