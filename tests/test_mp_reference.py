@@ -1,0 +1,69 @@
+"""Engine and exact gradients against the 40-digit mpmath references
+(validation.mp_reference), and those references against hand solutions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import naive
+from validation import mp_check
+from validation import mp_reference as ref
+
+
+@pytest.mark.parametrize("w", [5.0001, 12.0, 60.0])
+def test_mp_neuron_matches_p2_hand_solution(w):
+    expected = naive.p2_single_input_spikes(w, 0.1, 0.8, 1.0, 2.5)
+    got, _ = ref.neuron([0.1], [w], 0.8, 0.4, t_end=2.5)
+    np.testing.assert_allclose(np.array(got, float), expected, rtol=0, atol=1e-13)
+
+
+def test_mp_neuron_matches_p1_lambert_solution():
+    expected = naive.p1_single_input_first_spike(7.0, 0.2, 0.5)
+    got, _ = ref.neuron([0.2], [7.0], 0.5, 0.5, t_end=5.0, single_spike=True)
+    assert len(got) == 1 and abs(float(got[0]) - expected) < 1e-13
+
+
+def test_mp_neuron_final_potential_matches_srm_formula():
+    times, weights = [0.05, 0.3, 0.31, 0.7], [9.0, -2.0, 6.0, 4.0]
+    spikes, v_end = ref.neuron(times, weights, 0.8, 0.4, t_end=1.0)
+    assert len(spikes) >= 2
+    v_srm = naive.potential(1.0, times, weights, 0.8, 0.4, own_spikes=np.array(spikes, float))
+    assert abs(float(v_end) - v_srm[0]) < 1e-13
+
+
+def test_mp_kappa_peak_is_the_maximum():
+    peak = float(ref.kappa_peak(0.8, 0.4))
+    s = np.linspace(0.0, 5.0, 100001)
+    assert peak >= float(naive.kappa(s, 0.8, 0.4).max()) > peak - 1e-9
+
+
+def test_spike_times_match_40_digit_reference():
+    mismatches, worst, n_spikes = mp_check.check_layers(n_cases=1, seed=1)
+    assert n_spikes > 50
+    assert mismatches == 0 and worst <= mp_check.TOL_TIME
+
+
+def test_grazing_crossings_match_40_digit_reference():
+    for p, eps, n_got, n_ref, dt, allowed in mp_check.check_grazing():
+        assert n_ref == (1 if eps > 0 else 0), (p, eps)
+        assert n_got == n_ref and dt <= allowed, (p, eps, n_got, dt)
+
+
+def test_loss_and_gradients_match_40_digit_central_differences():
+    rows = mp_check.check_gradients(n_entries=1, seed=2, deep=False)
+    assert any(counts > 1.0 for *_, counts in rows)  # multi-spike networks really fire repeatedly
+    for sizes, p, single, loss_err, grad_err, counts in rows:
+        assert loss_err <= mp_check.TOL_LOSS, (sizes, p, single)
+        assert grad_err <= mp_check.TOL_GRAD, (sizes, p, single)
+
+
+def test_cross_entropy_gradient_entry_to_13_digits_of_its_own_size():
+    """Relative to the entry itself, not to the largest gradient: small entries are exact too."""
+    rng = np.random.default_rng(0)
+    net = mp_check.random_network(rng, [5, 7, 3], 0.8, 0.4, False)
+    x = rng.uniform(0.0, 0.9, (1, 5))
+    _, grads = net.loss_and_grad(x, [1], dead_penalty=0.0, output_l2=0.0)
+    for layer, i, j in mp_check.pick_entries(rng, grads, 1)[1::2]:  # the nonzero picks
+        (g_ref,) = ref.loss_gradient(x, [1], net.weights, [(layer, i, j)], tau_i=0.8, tau_v=0.4)
+        assert abs(grads[layer][i, j] - float(g_ref)) <= 1e-13 * abs(float(g_ref)), (layer, i, j)

@@ -1,0 +1,167 @@
+"""Engine and gradients vs the 40-digit mpmath references of ``validation.mp_reference``.
+
+    python -m validation.mp_check            # full run (~4 min on one core)
+    python -m validation.mp_check --quick    # CI-sized run (~15 s)
+
+Three checks, each against 40-digit arithmetic on the same float64 inputs:
+
+* spike times of ``eventsim.simulate_layer`` on random layers
+  (``validation.cases.random_case``), p in {2, 1, 0.5, 3.7, 1.0001, 20},
+  multi- and single-spike: no count mismatch, |dt| <= 1e-12;
+* grazing crossings: one input whose kernel peak is 1 + eps times threshold,
+  eps from 1e-3 down to 1e-12 (and -1e-12: no spike). The crossing time's
+  condition number grows like 1/sqrt(eps), so the allowed error is
+  1e-14 / sqrt(eps), the effect of a few ulps of V there;
+* ``Network.loss_and_grad`` (cross-entropy, dead-neuron penalty with fixed
+  flags, output L2) for 5-7-3 and (not with --quick) 4-6-5-3 networks, p in {2, 1, 0.5, 3},
+  multi- and single-spike, against 40-digit central differences of the loss:
+  |g - g_ref| <= 1e-12 max|g|, and the loss itself to 1e-13 relative.
+
+Exit status 1 if any expectation fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+import numpy as np
+
+import eventsim as es
+
+from . import mp_reference as ref
+from .cases import TAUS, random_case
+
+TOL_TIME = 1e-12
+TOL_GRAZE = 1e-14
+TOL_GRAD = 1e-12
+TOL_LOSS = 1e-13
+LAYER_TAUS = {**TAUS, 20.0: (2.0, 0.1)}
+NET_TAUS = {2.0: (0.8, 0.4), 1.0: (0.5, 0.5), 0.5: (0.3, 0.6), 3.0: (0.9, 0.3)}
+
+
+def check_layers(n_cases: int, seed: int):
+    """(count mismatches, max |dt|, spikes compared) over random layers."""
+    rng = np.random.default_rng(seed)
+    mismatches, worst, n_spikes = 0, 0.0, 0
+    for tau_i, tau_v in LAYER_TAUS.values():
+        lif = es.LIF(tau_i, tau_v)
+        for _ in range(n_cases):
+            case = random_case(rng, tau_i, tau_v, n_out=3)
+            for single in (False, True):
+                out = es.simulate_layer(case.times, case.ids, case.weights, lif,
+                                        t_end=case.t_end, single_spike=single)
+                for j in range(case.n_out):
+                    expected, _ = ref.neuron(case.times, case.weights[case.ids, j], tau_i, tau_v,
+                                             t_end=case.t_end, single_spike=single)
+                    got = np.sort(out.times[out.ids == j])
+                    if got.size != len(expected):
+                        mismatches += 1
+                    elif got.size:
+                        worst = max(worst, float(np.max(np.abs(got - np.array(expected, float)))))
+                        n_spikes += got.size
+    return mismatches, worst, n_spikes
+
+
+def check_grazing():
+    """[(p, eps, engine spike count, reference count, |dt|, allowed |dt|)]."""
+    rows = []
+    for p, (tau_i, tau_v) in TAUS.items():
+        lif = es.LIF(tau_i, tau_v)
+        for eps in (1e-3, 1e-6, 1e-9, 1e-12, -1e-12):
+            weight = float((1 + eps) / ref.kappa_peak(tau_i, tau_v))
+            out = es.simulate_layer([0.1], [0], [[weight]], lif, t_end=5.0)
+            expected, _ = ref.neuron([0.1], [weight], tau_i, tau_v, t_end=5.0)
+            dt = (float(np.max(np.abs(np.sort(out.times) - np.array(expected, float))))
+                  if out.times.size == len(expected) and expected else 0.0)
+            rows.append((p, eps, out.times.size, len(expected), dt,
+                         TOL_GRAZE / math.sqrt(abs(eps))))
+    return rows
+
+
+def random_network(rng, sizes, tau_i, tau_v, single):
+    """A network whose hidden neurons fire about 0-4 times; inputs in [0, 0.9)."""
+    net = es.Network(sizes, es.LIF(tau_i, tau_v), single_spike=single,
+                     seed=int(rng.integers(2**31)))
+    net.weights = [rng.normal(2.0, 2.0, w.shape) for w in net.weights[:-1]] + \
+                  [rng.normal(0.0, 2.0, net.weights[-1].shape)]
+    return net
+
+
+def pick_entries(rng, grads, n_per_layer):
+    """(layer, i, j) of n_per_layer random entries and n_per_layer nonzero ones per layer."""
+    entries = []
+    for layer, g in enumerate(grads):
+        nonzero = np.argwhere(g != 0.0)
+        entries += [(layer, int(rng.integers(g.shape[0])), int(rng.integers(g.shape[1])))
+                    for _ in range(n_per_layer)]
+        if nonzero.size:
+            entries += [(layer, *map(int, nonzero[k]))
+                        for k in rng.integers(nonzero.shape[0], size=n_per_layer)]
+    return entries
+
+
+def check_gradients(n_entries: int, seed: int, deep: bool = True):
+    """[(sizes, p, single, loss rel. error, max |g - g_ref| / max|g|, spikes per hidden neuron)]."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for sizes in ([5, 7, 3], [4, 6, 5, 3]) if deep else ([5, 7, 3],):
+        for p, (tau_i, tau_v) in NET_TAUS.items():
+            for single in (False, True):
+                net = random_network(rng, sizes, tau_i, tau_v, single)
+                x = rng.uniform(0.0, 0.9, (2, sizes[0]))
+                labels = rng.integers(0, sizes[-1], 2)
+                flags = [rng.random(n) < 0.5 for n in sizes[1:-1]]
+                kw = dict(dead_penalty=0.3, output_l2=1e-2)
+                loss, grads = net.loss_and_grad(x, labels, dead_flags=flags, **kw)
+                counts = np.mean([c.mean() for c in net.forward(x).spike_counts])
+                entries = pick_entries(rng, grads, n_entries)
+                ref_kw = dict(tau_i=tau_i, tau_v=tau_v, single_spike=single, dead_flags=flags, **kw)
+                ref_loss = float(ref.loss(x, labels, net.weights, **ref_kw))
+                ref_grads = ref.loss_gradient(x, labels, net.weights, entries, **ref_kw)
+                scale = max(float(np.abs(g).max()) for g in grads)
+                err = max(abs(grads[l][i, j] - float(g)) for (l, i, j), g in zip(entries, ref_grads))
+                rows.append((sizes, p, single, abs(loss - ref_loss) / abs(ref_loss), err / scale,
+                             counts))
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CI-sized run")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    n_cases, n_entries = (1, 1) if args.quick else (15, 4)
+    start = time.perf_counter()
+    ok = True
+
+    mismatches, worst, n_spikes = check_layers(n_cases, args.seed)
+    row_ok = mismatches == 0 and worst <= TOL_TIME
+    ok &= row_ok
+    print(f"random layers vs 40-digit reference: {n_spikes} spikes, {mismatches} count "
+          f"mismatches, max|dt| {worst:.1e}  {'ok' if row_ok else 'FAIL'}")
+
+    print("grazing crossings (peak = (1 + eps) threshold):")
+    for p, eps, n_got, n_ref, dt, allowed in check_grazing():
+        row_ok = n_got == n_ref and dt <= allowed
+        ok &= row_ok
+        print(f"  p={p:<7g} eps={eps:<7.0e} spikes {n_got}/{n_ref}  |dt| {dt:.1e} "
+              f"(allowed {allowed:.0e})  {'ok' if row_ok else 'FAIL'}")
+
+    print("loss and gradient vs 40-digit central differences:")
+    rows = check_gradients(n_entries, args.seed, deep=not args.quick)
+    for sizes, p, single, loss_err, grad_err, counts in rows:
+        row_ok = loss_err <= TOL_LOSS and grad_err <= TOL_GRAD
+        ok &= row_ok
+        print(f"  {'-'.join(map(str, sizes)):<9} p={p:<4g} {'single' if single else 'multi':<6} "
+              f"{counts:4.2f} spikes/neuron  loss rel.err {loss_err:.1e}  "
+              f"max|g - g_ref|/max|g| {grad_err:.1e}  {'ok' if row_ok else 'FAIL'}")
+
+    print(f"{'PASS' if ok else 'FAIL'} ({time.perf_counter() - start:.0f} s)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""40-digit references (mpmath) for spike times, the loss of eq. 24 and its gradient.
+
+Independent of eventsim. The state (I, V) of one neuron is carried from event
+to event in closed form, in 40-digit arithmetic. After an input at time t0 (or
+a reset), with s = t - t0, I(s) = I0 e^{-s/tau_I} and
+
+    V(s) = a e^{-s/tau_I} + (V0 - a) e^{-s/tau_V},   a = I0 / (1/tau_V - 1/tau_I)
+    V(s) = (V0 + I0 s) e^{-s/tau}                    (tau_I = tau_V = tau)
+
+which has at most one critical point. Each inter-event interval is split there
+into monotone pieces; on the first piece whose end reaches threshold, 160
+bisection steps place the crossing to about 1e-48 times the interval length.
+At a spike V resets to 0 and I is kept (eqs. 1-4). Everything is in units of
+the time constants' unit (times, tau_I, tau_V) and of the threshold (V).
+
+``loss`` recomputes eq. 24 (cross-entropy of softmax(v_out), dead-neuron
+penalty with given flags, sigma * mean(v_out**2); batch means, as
+``eventsim.Network.loss_and_grad``) on top of these spike trains, and
+``loss_gradient`` takes 40-digit central differences of it, so truncation
+(h^2 ~ 1e-36) and rounding (1e-40 / h ~ 1e-22) errors lie far below float64's.
+"""
+
+from __future__ import annotations
+
+import mpmath as mp
+import numpy as np
+
+DIGITS = 40
+BISECTIONS = 160
+
+
+def _potential(s, i0, v0, tau_i, tau_v):
+    if tau_i == tau_v:
+        return (v0 + i0 * s) * mp.exp(-s / tau_i)
+    a = i0 / (1 / tau_v - 1 / tau_i)
+    return a * mp.exp(-s / tau_i) + (v0 - a) * mp.exp(-s / tau_v)
+
+
+def _critical_point(i0, v0, tau_i, tau_v):
+    """The one s with dV/ds = 0, or None."""
+    if i0 == 0:
+        return None
+    if tau_i == tau_v:
+        return tau_i - v0 / i0
+    a = i0 / (1 / tau_v - 1 / tau_i)
+    ratio = -(v0 - a) * tau_i / (a * tau_v)
+    if ratio <= 0:
+        return None
+    return mp.log(ratio) / (1 / tau_v - 1 / tau_i)
+
+
+def _first_crossing(i0, v0, tau_i, tau_v, length, threshold):
+    """Smallest s in (0, length] with V(s) >= threshold, or None."""
+    knots = [mp.mpf(0)]
+    s_crit = _critical_point(i0, v0, tau_i, tau_v)
+    if s_crit is not None and 0 < s_crit < length:
+        knots.append(s_crit)
+    knots.append(length)
+    for lo, hi in zip(knots[:-1], knots[1:]):
+        if (_potential(lo, i0, v0, tau_i, tau_v) < threshold
+                <= _potential(hi, i0, v0, tau_i, tau_v)):
+            for _ in range(BISECTIONS):
+                mid = (lo + hi) / 2
+                if _potential(mid, i0, v0, tau_i, tau_v) >= threshold:
+                    hi = mid
+                else:
+                    lo = mid
+            return hi
+    return None
+
+
+def neuron(times, weights, tau_i, tau_v, threshold=1, t_end=1, single_spike=False):
+    """One neuron driven by input spikes at ``times`` with ``weights``.
+
+    Inputs at or after t_end (and +inf) are ignored; a spike at exactly t_end
+    is not counted. Returns (spike times, V(t_end)) as mpmath numbers.
+    """
+    with mp.workdps(DIGITS):
+        tau_i, tau_v, threshold, t_end = (mp.mpf(v) for v in (tau_i, tau_v, threshold, t_end))
+        events = sorted(((mp.mpf(t), mp.mpf(w)) for t, w in zip(times, weights)
+                         if mp.mpf(t) < t_end), key=lambda e: e[0])
+        events.append((t_end, mp.mpf(0)))
+        t, i_syn, v = events[0][0], mp.mpf(0), mp.mpf(0)
+        spikes = []
+        for t_next, w in events:
+            while True:
+                s = None
+                if not (single_spike and spikes):
+                    s = _first_crossing(i_syn, v, tau_i, tau_v, t_next - t, threshold)
+                if s is None or t + s >= t_end:
+                    v = _potential(t_next - t, i_syn, v, tau_i, tau_v)
+                    i_syn *= mp.exp(-(t_next - t) / tau_i)
+                    t = t_next
+                    break
+                i_syn *= mp.exp(-s / tau_i)
+                v = mp.mpf(0)
+                t += s
+                spikes.append(t)
+            i_syn += w
+        return spikes, v
+
+
+def _kappa(s, tau_i, tau_v):
+    """Potential at lag s >= 0 after a unit input into a neuron that never fires."""
+    return _potential(s, mp.mpf(1), mp.mpf(0), tau_i, tau_v)
+
+
+def kappa_peak(tau_i, tau_v):
+    """max_s of the unit-input potential (the kernel's peak), in 40 digits."""
+    with mp.workdps(DIGITS):
+        tau_i, tau_v = mp.mpf(tau_i), mp.mpf(tau_v)
+        return _kappa(_critical_point(mp.mpf(1), mp.mpf(0), tau_i, tau_v), tau_i, tau_v)
+
+
+def loss(x, labels, weights, tau_i, tau_v, threshold=1, t_out=1, single_spike=False,
+         dead_penalty=0.0, output_l2=0.0, dead_flags=None):
+    """Eq. 24 in 40 digits for float or mpmath weight matrices ``weights`` (one per layer).
+
+    x: (B, n_in) input spike times (inf = none); dead_flags: one boolean array
+    per hidden layer (needed when dead_penalty != 0).
+    """
+    with mp.workdps(DIGITS):
+        tau_i, tau_v, t_out = mp.mpf(tau_i), mp.mpf(tau_v), mp.mpf(t_out)
+        total = mp.mpf(0)
+        for sample, label in zip(np.asarray(x), np.asarray(labels)):
+            trains = [[mp.mpf(t)] if np.isfinite(t) else [] for t in sample]
+            for layer, w in enumerate(weights[:-1]):
+                results = [neuron([t for tr in trains for t in tr],
+                                  [w[i][j] for i, tr in enumerate(trains) for _ in tr],
+                                  tau_i, tau_v, threshold, t_out, single_spike)
+                           for j in range(len(w[0]))]
+                trains = [spikes for spikes, _ in results]
+                if dead_penalty:
+                    flags = dead_flags[layer]
+                    total += dead_penalty * mp.fsum(threshold - v for (_, v), f in
+                                                    zip(results, flags) if f) / len(results)
+            w = weights[-1]
+            v_out = [mp.fsum(w[i][o] * _kappa(t_out - t, tau_i, tau_v)
+                             for i, tr in enumerate(trains) for t in tr if t < t_out)
+                     for o in range(len(w[0]))]
+            top = max(v_out)
+            log_norm = top + mp.log(mp.fsum(mp.exp(v - top) for v in v_out))
+            total += log_norm - v_out[int(label)]
+            total += output_l2 * mp.fsum(v * v for v in v_out) / len(v_out)
+        return total / len(labels)
+
+
+def loss_gradient(x, labels, weights, entries, step="1e-18", **loss_kwargs):
+    """dL/dw at ``entries`` [(layer, i, j), ...] by 40-digit central differences."""
+    with mp.workdps(DIGITS):
+        h = mp.mpf(step)
+        w_mp = [[[mp.mpf(float(v)) for v in row] for row in np.asarray(w)] for w in weights]
+        grads = []
+        for layer, i, j in entries:
+            centre = w_mp[layer][i][j]
+            w_mp[layer][i][j] = centre + h
+            up = loss(x, labels, w_mp, **loss_kwargs)
+            w_mp[layer][i][j] = centre - h
+            down = loss(x, labels, w_mp, **loss_kwargs)
+            w_mp[layer][i][j] = centre
+            grads.append((up - down) / (2 * h))
+        return grads
