@@ -51,7 +51,7 @@ def test_grazing_crossings_match_40_digit_reference():
 
 
 def test_loss_and_gradients_match_40_digit_central_differences():
-    rows = mp_check.check_gradients(n_entries=1, seed=2, deep=False)
+    rows = list(mp_check.check_gradients(n_entries=1, seed=2, deep=False))
     assert any(counts > 1.0 for *_, counts in rows)  # multi-spike networks really fire repeatedly
     for sizes, p, single, loss_err, grad_err, counts in rows:
         assert loss_err <= mp_check.TOL_LOSS, (sizes, p, single)

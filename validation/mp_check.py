@@ -104,9 +104,9 @@ def pick_entries(rng, grads, n_per_layer):
 
 
 def check_gradients(n_entries: int, seed: int, deep: bool = True):
-    """[(sizes, p, single, loss rel. error, max |g - g_ref| / max|g|, spikes per hidden neuron)]."""
+    """Yields (sizes, p, single, loss rel. error, max |g - g_ref| / max|g|, spikes per hidden
+    neuron), one network at a time."""
     rng = np.random.default_rng(seed)
-    rows = []
     for sizes in ([5, 7, 3], [4, 6, 5, 3]) if deep else ([5, 7, 3],):
         for p, (tau_i, tau_v) in NET_TAUS.items():
             for single in (False, True):
@@ -123,9 +123,7 @@ def check_gradients(n_entries: int, seed: int, deep: bool = True):
                 ref_grads = ref.loss_gradient(x, labels, net.weights, entries, **ref_kw)
                 scale = max(float(np.abs(g).max()) for g in grads)
                 err = max(abs(grads[l][i, j] - float(g)) for (l, i, j), g in zip(entries, ref_grads))
-                rows.append((sizes, p, single, abs(loss - ref_loss) / abs(ref_loss), err / scale,
-                             counts))
-    return rows
+                yield (sizes, p, single, abs(loss - ref_loss) / abs(ref_loss), err / scale, counts)
 
 
 def main(argv=None) -> int:
@@ -141,7 +139,7 @@ def main(argv=None) -> int:
     row_ok = mismatches == 0 and worst <= TOL_TIME
     ok &= row_ok
     print(f"random layers vs 40-digit reference: {n_spikes} spikes, {mismatches} count "
-          f"mismatches, max|dt| {worst:.1e}  {'ok' if row_ok else 'FAIL'}")
+          f"mismatches, max|dt| {worst:.1e}  {'ok' if row_ok else 'FAIL'}", flush=True)
 
     print("grazing crossings (peak = (1 + eps) threshold):")
     for p, eps, n_got, n_ref, dt, allowed in check_grazing():
@@ -151,13 +149,13 @@ def main(argv=None) -> int:
               f"(allowed {allowed:.0e})  {'ok' if row_ok else 'FAIL'}")
 
     print("loss and gradient vs 40-digit central differences:")
-    rows = check_gradients(n_entries, args.seed, deep=not args.quick)
-    for sizes, p, single, loss_err, grad_err, counts in rows:
+    for sizes, p, single, loss_err, grad_err, counts in check_gradients(n_entries, args.seed,
+                                                                         deep=not args.quick):
         row_ok = loss_err <= TOL_LOSS and grad_err <= TOL_GRAD
         ok &= row_ok
         print(f"  {'-'.join(map(str, sizes)):<9} p={p:<4g} {'single' if single else 'multi':<6} "
               f"{counts:4.2f} spikes/neuron  loss rel.err {loss_err:.1e}  "
-              f"max|g - g_ref|/max|g| {grad_err:.1e}  {'ok' if row_ok else 'FAIL'}")
+              f"max|g - g_ref|/max|g| {grad_err:.1e}  {'ok' if row_ok else 'FAIL'}", flush=True)
 
     print(f"{'PASS' if ok else 'FAIL'} ({time.perf_counter() - start:.0f} s)")
     return 0 if ok else 1
