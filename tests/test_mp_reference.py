@@ -53,9 +53,10 @@ def test_grazing_crossings_match_40_digit_reference():
 def test_loss_and_gradients_match_40_digit_central_differences():
     rows = list(mp_check.check_gradients(n_entries=1, seed=2, deep=False))
     assert any(counts > 1.0 for *_, counts in rows)  # multi-spike networks really fire repeatedly
-    for sizes, p, single, loss_err, grad_err, counts in rows:
+    for sizes, p, single, loss_err, grad_err, grad_x_err, counts in rows:
         assert loss_err <= mp_check.TOL_LOSS, (sizes, p, single)
         assert grad_err <= mp_check.TOL_GRAD, (sizes, p, single)
+        assert grad_x_err <= mp_check.TOL_GRAD, (sizes, p, single)
 
 
 def test_cross_entropy_gradient_entry_to_13_digits_of_its_own_size():

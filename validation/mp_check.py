@@ -1,6 +1,6 @@
 """Engine and gradients vs the 40-digit mpmath references of ``validation.mp_reference``.
 
-    python -m validation.mp_check            # full run (~4 min on one core)
+    python -m validation.mp_check            # full run (~5 min on one core)
     python -m validation.mp_check --quick    # CI-sized run (~15 s)
 
 Three checks, each against 40-digit arithmetic on the same float64 inputs:
@@ -14,7 +14,8 @@ Three checks, each against 40-digit arithmetic on the same float64 inputs:
   1e-14 / sqrt(eps), the effect of a few ulps of V there;
 * ``Network.loss_and_grad`` (cross-entropy, dead-neuron penalty with fixed
   flags, output L2) for 5-7-3 and (not with --quick) 4-6-5-3 networks, p in {2, 1, 0.5, 3},
-  multi- and single-spike, against 40-digit central differences of the loss:
+  multi- and single-spike, against 40-digit central differences of the loss,
+  w.r.t. weights and input spike times (``wrt_inputs=True``):
   |g - g_ref| <= 1e-12 max|g|, and the loss itself to 1e-13 relative.
 
 Exit status 1 if any expectation fails.
@@ -104,8 +105,8 @@ def pick_entries(rng, grads, n_per_layer):
 
 
 def check_gradients(n_entries: int, seed: int, deep: bool = True):
-    """Yields (sizes, p, single, loss rel. error, max |g - g_ref| / max|g|, spikes per hidden
-    neuron), one network at a time."""
+    """Yields (sizes, p, single, loss rel. error, max |g - g_ref| / max|g| for the weights and
+    for the input times, spikes per hidden neuron), one network at a time."""
     rng = np.random.default_rng(seed)
     for sizes in ([5, 7, 3], [4, 6, 5, 3]) if deep else ([5, 7, 3],):
         for p, (tau_i, tau_v) in NET_TAUS.items():
@@ -115,15 +116,21 @@ def check_gradients(n_entries: int, seed: int, deep: bool = True):
                 labels = rng.integers(0, sizes[-1], 2)
                 flags = [rng.random(n) < 0.5 for n in sizes[1:-1]]
                 kw = dict(dead_penalty=0.3, output_l2=1e-2)
-                loss, grads = net.loss_and_grad(x, labels, dead_flags=flags, **kw)
+                loss, grads, grad_x = net.loss_and_grad(x, labels, dead_flags=flags,
+                                                        wrt_inputs=True, **kw)
                 counts = np.mean([c.mean() for c in net.forward(x).spike_counts])
                 entries = pick_entries(rng, grads, n_entries)
+                x_entries = [(int(rng.integers(x.shape[0])), int(rng.integers(x.shape[1])))
+                             for _ in range(2 * n_entries)]
                 ref_kw = dict(tau_i=tau_i, tau_v=tau_v, single_spike=single, dead_flags=flags, **kw)
                 ref_loss = float(ref.loss(x, labels, net.weights, **ref_kw))
                 ref_grads = ref.loss_gradient(x, labels, net.weights, entries, **ref_kw)
+                ref_grad_x = ref.input_gradient(x, labels, net.weights, x_entries, **ref_kw)
                 scale = max(float(np.abs(g).max()) for g in grads)
                 err = max(abs(grads[l][i, j] - float(g)) for (l, i, j), g in zip(entries, ref_grads))
-                yield (sizes, p, single, abs(loss - ref_loss) / abs(ref_loss), err / scale, counts)
+                err_x = max(abs(grad_x[b, i] - float(g)) for (b, i), g in zip(x_entries, ref_grad_x))
+                yield (sizes, p, single, abs(loss - ref_loss) / abs(ref_loss), err / scale,
+                       err_x / float(np.abs(grad_x).max()), counts)
 
 
 def main(argv=None) -> int:
@@ -149,13 +156,15 @@ def main(argv=None) -> int:
               f"(allowed {allowed:.0e})  {'ok' if row_ok else 'FAIL'}")
 
     print("loss and gradient vs 40-digit central differences:")
-    for sizes, p, single, loss_err, grad_err, counts in check_gradients(n_entries, args.seed,
-                                                                         deep=not args.quick):
-        row_ok = loss_err <= TOL_LOSS and grad_err <= TOL_GRAD
+    print("  (errors: loss relative; gradients as max|g - g_ref| / max|g|, w.r.t. weights and "
+          "input times)")
+    for sizes, p, single, loss_err, grad_err, grad_x_err, counts in check_gradients(
+            n_entries, args.seed, deep=not args.quick):
+        row_ok = loss_err <= TOL_LOSS and max(grad_err, grad_x_err) <= TOL_GRAD
         ok &= row_ok
         print(f"  {'-'.join(map(str, sizes)):<9} p={p:<4g} {'single' if single else 'multi':<6} "
-              f"{counts:4.2f} spikes/neuron  loss rel.err {loss_err:.1e}  "
-              f"max|g - g_ref|/max|g| {grad_err:.1e}  {'ok' if row_ok else 'FAIL'}", flush=True)
+              f"{counts:4.2f} spikes/neuron  loss {loss_err:.1e}  dL/dw {grad_err:.1e}  "
+              f"dL/dx {grad_x_err:.1e}  {'ok' if row_ok else 'FAIL'}", flush=True)
 
     print(f"{'PASS' if ok else 'FAIL'} ({time.perf_counter() - start:.0f} s)")
     return 0 if ok else 1

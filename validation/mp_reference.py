@@ -16,7 +16,8 @@ the time constants' unit (times, tau_I, tau_V) and of the threshold (V).
 ``loss`` recomputes eq. 24 (cross-entropy of softmax(v_out), dead-neuron
 penalty with given flags, sigma * mean(v_out**2); batch means, as
 ``eventsim.Network.loss_and_grad``) on top of these spike trains, and
-``loss_gradient`` takes 40-digit central differences of it, so truncation
+``loss_gradient`` (weights) and ``input_gradient`` (input spike times) take
+40-digit central differences of it, so truncation
 (h^2 ~ 1e-36) and rounding (1e-40 / h ~ 1e-22) errors lie far below float64's.
 """
 
@@ -122,8 +123,8 @@ def loss(x, labels, weights, tau_i, tau_v, threshold=1, t_out=1, single_spike=Fa
     with mp.workdps(DIGITS):
         tau_i, tau_v, t_out = mp.mpf(tau_i), mp.mpf(tau_v), mp.mpf(t_out)
         total = mp.mpf(0)
-        for sample, label in zip(np.asarray(x), np.asarray(labels)):
-            trains = [[mp.mpf(t)] if np.isfinite(t) else [] for t in sample]
+        for sample, label in zip(x, labels):
+            trains = [[mp.mpf(t)] if mp.isfinite(t) else [] for t in sample]
             for layer, w in enumerate(weights[:-1]):
                 results = [neuron([t for tr in trains for t in tr],
                                   [w[i][j] for i, tr in enumerate(trains) for _ in tr],
@@ -145,18 +146,32 @@ def loss(x, labels, weights, tau_i, tau_v, threshold=1, t_out=1, single_spike=Fa
         return total / len(labels)
 
 
+def _central_difference(values, index, evaluate, h):
+    centre = values[index[0]][index[1]]
+    values[index[0]][index[1]] = centre + h
+    up = evaluate()
+    values[index[0]][index[1]] = centre - h
+    down = evaluate()
+    values[index[0]][index[1]] = centre
+    return (up - down) / (2 * h)
+
+
 def loss_gradient(x, labels, weights, entries, step="1e-18", **loss_kwargs):
     """dL/dw at ``entries`` [(layer, i, j), ...] by 40-digit central differences."""
     with mp.workdps(DIGITS):
         h = mp.mpf(step)
         w_mp = [[[mp.mpf(float(v)) for v in row] for row in np.asarray(w)] for w in weights]
-        grads = []
-        for layer, i, j in entries:
-            centre = w_mp[layer][i][j]
-            w_mp[layer][i][j] = centre + h
-            up = loss(x, labels, w_mp, **loss_kwargs)
-            w_mp[layer][i][j] = centre - h
-            down = loss(x, labels, w_mp, **loss_kwargs)
-            w_mp[layer][i][j] = centre
-            grads.append((up - down) / (2 * h))
-        return grads
+        return [_central_difference(w_mp[layer], (i, j),
+                                    lambda: loss(x, labels, w_mp, **loss_kwargs), h)
+                for layer, i, j in entries]
+
+
+def input_gradient(x, labels, weights, entries, step="1e-18", **loss_kwargs):
+    """dL/d(input spike time) at ``entries`` [(sample, input), ...] by 40-digit central
+    differences."""
+    with mp.workdps(DIGITS):
+        h = mp.mpf(step)
+        x_mp = [[mp.mpf(float(t)) for t in row] for row in np.asarray(x)]
+        return [_central_difference(x_mp, (b, i),
+                                    lambda: loss(x_mp, labels, weights, **loss_kwargs), h)
+                for b, i in entries]
