@@ -48,7 +48,7 @@ def _trains(times, ids, n):
     return [times[ids == j] for j in range(n)]
 
 
-def _diff(a_t, a_j, b_t, b_j, n):
+def spike_train_diff(a_t, a_j, b_t, b_j, n):
     """(count mismatches, max |dt| over neurons with equal counts)."""
     ta, tb = _trains(a_t, a_j, n), _trains(b_t, b_j, n)
     bad = 0
@@ -99,7 +99,7 @@ def run_network(n_cases: int, seed: int, verbose: bool = True) -> bool:
             s["cases"] += 1
             s["spikes"] += len(out)
             s["changed"] += int(out != layer)
-            bad, dt = _diff(out.times, out.ids, o_t, o_j, c.n_out)
+            bad, dt = spike_train_diff(out.times, out.ids, o_t, o_j, c.n_out)
             s["bad"] += bad
             s["dt"] = max(s["dt"], dt)
         row_ok = s["bad"] == 0 and s["dt"] <= TOL_ODE
@@ -140,20 +140,20 @@ def run(n_cases: int, seed: int, verbose: bool = True) -> bool:
                 stats["max_count"] = max(stats["max_count"], int(out.counts().max()))
                 o_t, o_j = ode_simulate_layer(c.times, c.ids, c.weights, tau_i, tau_v,
                                               c.threshold, c.t_end, single)
-                bad, dt = _diff(out.times, out.ids, o_t, o_j, n)
+                bad, dt = spike_train_diff(out.times, out.ids, o_t, o_j, n)
                 stats["ode_bad"] += bad
                 stats["ode_dt"] = max(stats["ode_dt"], dt)
                 if p == 2.0:
                     r_t, r_j = closed_form_layer(c.times, c.ids, c.weights, tau_i, tau_v,
                                                  c.threshold, c.t_end, single)
-                    bad, dt = _diff(out.times, out.ids, r_t, r_j, n)
+                    bad, dt = spike_train_diff(out.times, out.ids, r_t, r_j, n)
                     stats["ref_bad"] += bad
                     stats["ref_dt"] = max(stats["ref_dt"], dt)
                     cf = es.simulate_layer(c.times, c.ids, c.weights, lif, c.t_end,
                                            single_spike=single, method="closed_form")
                     root = es.simulate_layer(c.times, c.ids, c.weights, lif, c.t_end,
                                              single_spike=single, method="root")
-                    bad, dt = _diff(cf.times, cf.ids, root.times, root.ids, n)
+                    bad, dt = spike_train_diff(cf.times, cf.ids, root.times, root.ids, n)
                     stats["root_bad"] += bad
                     stats["root_dt"] = max(stats["root_dt"], dt)
             row_ok = (stats["ode_bad"] == 0 and stats["ode_dt"] <= TOL_ODE
