@@ -1,16 +1,25 @@
-"""Fig. 2-style picture of a random LIF layer driven by one latency-coded MNIST digit.
+"""Fig. 2-style picture of LIF neurons driven by one latency-coded MNIST digit.
 
-Panels: (a) the input raster, (b) V (solid) and I (dotted) of one output
-neuron with the threshold and its spikes, (c) V of 20 output neurons, and
-(d) the spike counts of the whole layer.
+Panels: (a) the input raster, (b) V (solid) and I (dotted) of the most active
+neuron with the threshold and its spikes, (c) V of several neurons, and (d)
+the spike counts of the whole layer.
 
     python examples/plot_traces.py --out traces.png --seed 0 --digit-index 0
+    python examples/plot_traces.py --model runs/mnist/model.h5 --out trained.png
 
-Weights follow the paper's initialisation, w ~ Normal(mean 0.03, std sqrt(0.3)),
-784 inputs x 40 outputs. If that layer is nearly silent or fires wildly for the
-chosen seed/digit/time constants, the weights are rescaled and the figure
-title says by how much. Times are in the unit of tau_i and tau_v; the
-simulation runs over [0, t_end) with t_end = 1.
+Without --model: a random layer, weights following the paper's initialisation,
+w ~ Normal(mean 0.03, std sqrt(0.3)), 784 inputs x 40 neurons. If that layer is
+nearly silent or fires wildly for the chosen seed/digit/time constants, the
+weights are rescaled and the figure title says by how much.
+
+With --model (a network saved by the trainer or ``Network.save``): its last
+hidden layer in (b) and (d), simulated exactly as in training (its time
+constants, t_out and single-spike mode), and in (c), as in the paper's Fig. 2,
+the output neurons, which never fire: their V(t_out) is v_out of eq. 20, and
+the largest one is the predicted class.
+
+Times are in the unit of tau_i and tau_v; spikes count over [0, t_out) with
+t_out = 1 for a random layer.
 """
 
 from __future__ import annotations
@@ -97,10 +106,35 @@ def align_zeros(ax_left, ax_right):
         ax.set_ylim(-frac * span, (1.0 - frac) * span)
 
 
+def model_traces(net, times, ids, grid):
+    """Exact traces of a trained network for one input: its last hidden layer and its outputs.
+
+    Returns (t_eval, hidden_spikes, V_hidden, I_hidden, V_out): t_eval is
+    ``grid`` with the layer's input and spike times added, V_out has
+    shape (len(t_eval), n_out), and V_out at t_out is the v_out of eq. 20
+    that ``net.forward`` gives.
+    """
+    x = np.full((1, net.sizes[0]), np.inf)
+    x[0, ids] = times
+    res = net.forward(x)
+    n_hidden = len(net.sizes) - 2
+    if n_hidden > 1:
+        prev = res.spikes(n_hidden - 2, 0)
+        times, ids = prev.times, prev.ids
+    hidden = res.spikes(n_hidden - 1, 0)
+    t_eval = np.unique(np.concatenate([grid, times, hidden.times]))
+    V, I = eventsim.membrane(times, ids, net.weights[-2], net.lif, hidden, t_eval)
+    silent = eventsim.Spikes(np.empty(0), np.empty(0, np.int64), net.sizes[-1])
+    V_out, _ = eventsim.membrane(hidden.times, hidden.ids, net.weights[-1], net.lif, silent,
+                                 t_eval)
+    return t_eval, hidden, V, I, V_out
+
+
 def main(argv=None):
     args = parse_args(argv)
     net = eventsim.Network.load(args.model) if args.model else None
     lif = net.lif if net else eventsim.LIF(tau_i=args.tau_i, tau_v=args.tau_v)
+    t_end = net.t_out if net else T_END
     data = mnist()
     n_test = data.test_images.shape[0]
     if not 0 <= args.digit_index < n_test:
@@ -108,30 +142,32 @@ def main(argv=None):
     x = data.test_images[args.digit_index]
     label = int(data.test_labels[args.digit_index])
 
-    # One spike per pixel at t = 1 - x; background pixels fire at t_end and are dropped.
+    # One spike per pixel at t = 1 - x, as in training; spikes at or after t_end (the
+    # background pixels, at t = 1 = t_end) cannot matter and are dropped.
     t_all = latency_encode(x, t_max=T_END)
-    keep = t_all < T_END
+    keep = t_all < t_end
     times, ids = t_all[keep], np.flatnonzero(keep)
 
+    grid = np.linspace(0.0, t_end, 1001)
     if net is None:
         rng = np.random.default_rng(args.seed)
         w0 = rng.normal(W_MEAN, W_STD, size=(x.size, N_OUT))
         w, out, scale = simulate_scaled(times, ids, w0, lif)
+        t_eval = np.unique(np.concatenate([grid, times, out.times]))
+        V, I = eventsim.membrane(times, ids, w, lif, out, t_eval)
         layer = (f"Random LIF layer 784 -> {N_OUT}, w ~ Normal(mean {W_MEAN}, std sqrt(0.3)), "
                  f"seed {args.seed}")
+        unit = "neuron"
     else:
-        w, scale = net.weights[0], 1.0
-        out = eventsim.simulate_layer(times, ids, w, lif, t_end=T_END)
-        layer = f"Trained network {'-'.join(map(str, net.sizes))} ({args.model.name}), hidden layer"
-    n_out = w.shape[1]
+        scale = 1.0
+        t_eval, out, V, I, V_out = model_traces(net, times, ids, grid)
+        mode = "single-spike" if net.single_spike else "multi-spike"
+        layer = (f"Trained {mode} network {'-'.join(map(str, net.sizes))} "
+                 f"({args.model.name}), last hidden layer")
+        unit = "hidden neuron"
+    n_layer = out.n_neurons
     counts = out.counts()
-
-    grid = np.linspace(0.0, T_END, 1001)
-    t_eval = np.unique(np.concatenate([grid, times, out.times]))
-    V, I = eventsim.membrane(times, ids, w, lif, out, t_eval)
-
     busiest = int(np.argmax(counts))
-    shown = np.arange(min(N_SHOW, n_out))
     thr = lif.threshold
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
@@ -154,7 +190,7 @@ def main(argv=None):
     ax_one.plot(tv, vv, "C0-", lw=1.4, label="V")
     ax_one.axhline(thr, color="k", ls="--", lw=1, label="threshold")
     ax_one.plot(sp, np.full(sp.shape, thr), "rv", ms=8, label=f"spikes ({sp.size})")
-    ax_one.set(xlim=(0, T_END), xlabel="time", ylabel="membrane potential V")
+    ax_one.set(xlim=(0, t_end), xlabel="time", ylabel="membrane potential V")
     ax_i = ax_one.twinx()
     ax_i.plot(t_eval, I[:, busiest], "C1:", lw=1.6, label="I")
     ax_i.set_ylabel("synaptic current I", color="C1")
@@ -165,23 +201,32 @@ def main(argv=None):
     ax_one.set_ylim(lo, max(hi, 1.3 * thr))  # headroom for the legend above the spikes
     align_zeros(ax_one, ax_i)
     ax_one.legend(h1 + h2, l1 + l2, loc="upper center", ncol=4, fontsize=9)
-    ax_one.set_title(f"(b) output neuron {busiest} (the most active)")
+    ax_one.set_title(f"(b) {unit} {busiest} (the most active)")
 
-    # (c) V of several neurons
-    cmap = plt.get_cmap("tab20")
-    for k, j in enumerate(shown):
-        tj, vj = with_resets(t_eval, V[:, j], out.of(j), thr)
-        ax_many.plot(tj, vj, lw=0.9, color=cmap(k % 20))
-    ax_many.axhline(thr, color="k", ls="--", lw=1)
-    ax_many.set(xlim=(0, T_END), xlabel="time", ylabel="V",
-                title=f"(c) V of output neurons 0-{shown[-1]} "
-                      f"({int((counts[shown] > 0).sum())} of them fire)")
+    # (c) V of several neurons: the layer's first ones, or a trained network's outputs
+    cmap = plt.get_cmap("tab20" if net is None else "tab10")
+    if net is None:
+        shown = np.arange(min(N_SHOW, n_layer))
+        for k, j in enumerate(shown):
+            tj, vj = with_resets(t_eval, V[:, j], out.of(j), thr)
+            ax_many.plot(tj, vj, lw=0.9, color=cmap(k % 20))
+        ax_many.axhline(thr, color="k", ls="--", lw=1)
+        title = (f"(c) V of {unit}s 0-{shown[-1]} "
+                 f"({int((counts[shown] > 0).sum())} of them fire)")
+    else:
+        for o in range(V_out.shape[1]):
+            ax_many.plot(t_eval, V_out[:, o], lw=2.4 if o == label else 0.9,
+                         color=cmap(o % 10), label=str(o))
+        ax_many.legend(title="class", fontsize=8, ncol=2, loc="upper left")
+        title = (f"(c) outputs' V (never fire): predicted {int(np.argmax(V_out[-1]))}, "
+                 f"label {label} (thick)")
+    ax_many.set(xlim=(0, t_end), xlabel="time", ylabel="V", title=title)
 
     # (d) spike counts of the layer
     bins = np.arange(counts.max() + 2) - 0.5
     ax_hist.hist(counts, bins=bins, color="C2", edgecolor="k")
-    ax_hist.set(xlabel="spikes per output neuron in [0, t_end)", ylabel="number of neurons",
-                title=f"(d) spike counts: {len(out)} spikes from {n_out} neurons, "
+    ax_hist.set(xlabel=f"spikes per {unit} in [0, {t_end:g})", ylabel="number of neurons",
+                title=f"(d) spike counts: {len(out)} spikes from {n_layer} {unit}s, "
                       f"{int((counts > 0).sum())} active")
     ax_hist.set_xticks(np.arange(counts.max() + 1))
 
