@@ -197,7 +197,7 @@ class ResidentStep:
         net = es.Network([784, 400, 10], es.LIF(TAU_I, TAU_V), t_out=T_OUT, seed=0,
                          device="cuda")
         self.trainer = ResidentTrainer(net, Adam([w.shape for w in net.weights], lr=1e-3),
-                                       x, x[:1])
+                                       x, {"test": x[:1]})
         self.batch, self.y = np.arange(x.shape[0]), y
 
     def __call__(self):

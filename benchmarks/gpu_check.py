@@ -229,7 +229,7 @@ def _resident(sizes, x, n_train):
     from eventsim._cuda import ResidentTrainer
     net = es.Network(sizes, es.LIF(0.8, 0.4), seed=0, device="cuda")
     opt = Adam([w.shape for w in net.weights], lr=1e-3)
-    return ResidentTrainer(net, opt, x[:n_train], x[:min(n_train, 1000)]), net, opt
+    return ResidentTrainer(net, opt, x[:n_train], {"test": x[:min(n_train, 1000)]}), net, opt
 
 
 def check_resident(sizes, x, labels, batches, budget, checks, n_steps=5):

@@ -52,6 +52,9 @@ def add_training_flags(p: argparse.ArgumentParser):
     p.add_argument("--device", choices=CHOICES["device"], default=d.device)
     p.add_argument("--train-subset", type=int, default=None,
                    help="use the first N shuffled training samples of each epoch")
+    p.add_argument("--val-size", type=int, default=d.val_size,
+                   help="hold out the last N training images for validation: val_acc per "
+                        "epoch, DIR/best.h5 at the best one (default 0: train on all)")
     p.add_argument("--data-dir", default=None, help="MNIST directory (default: $EVENTSIM_DATA, "
                    "then the repository's data/mnist)")
 
@@ -63,4 +66,4 @@ def training_config(args, **fields) -> TrainConfig:
                        dead_penalty=args.dead_penalty, output_l2=args.output_l2,
                        penalty_reduction=args.penalty_reduction, min_slope=args.min_slope,
                        init_mean=args.init_mean, init_std=args.init_std, device=args.device,
-                       train_subset=args.train_subset, **fields)
+                       train_subset=args.train_subset, val_size=args.val_size, **fields)

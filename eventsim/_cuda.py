@@ -455,8 +455,8 @@ class _DeviceSpikes:
 class ResidentTrainer:
     """Training of a network with one hidden layer with all heavy state on the GPU.
 
-    The training and test sets, weights, gradients and Adam moments live on the
-    GPU. One step (``step``) runs: the hidden layer's forward scan (one thread
+    The training set, the evaluation sets (``eval_sets``: name -> inputs, e.g.
+    test and validation), weights, gradients and Adam moments live on the GPU. One step (``step``) runs: the hidden layer's forward scan (one thread
     per (sample, neuron), ``neuron_forward``), the readout of eq. 20 and
     v_out = phi @ W_out; then on the host the loss of eq. 24
     (``Network.loss``, from v_out, V_hidden(t_out) and the spike counts copied
@@ -470,14 +470,16 @@ class ResidentTrainer:
     (for checkpoints); ``push`` uploads them (after a resume).
     """
 
-    def __init__(self, net, opt, x_train, x_test):
+    def __init__(self, net, opt, x_train, eval_sets: dict):
         if len(net.sizes) != 3:
             raise ValueError("ResidentTrainer trains networks with one hidden layer, got "
                              f"sizes {net.sizes}")
         self.net, self.opt = net, opt
         a, b = net.lif.rate_i, net.lif.rate_v
         self.train = _DeviceSpikes(net.check_inputs(x_train), net.t_out, a, b, positions=True)
-        self.test = _DeviceSpikes(net.check_inputs(x_test), net.t_out, a, b, positions=False)
+        self.eval_sets = {name: _DeviceSpikes(net.check_inputs(x), net.t_out, a, b,
+                                              positions=False)
+                          for name, x in eval_sets.items() if len(x)}
         self.sizes = [w.size for w in net.weights]
         total = sum(self.sizes)
         self._flat = {name: cuda.to_device(np.zeros(total)) for name in ("w", "g", "m", "v")}
@@ -562,9 +564,10 @@ class ResidentTrainer:
                             [counts], [], None, None)
         return buf, res
 
-    def evaluate_batch(self, start, stop):
-        """ForwardResult (v_out, V_hidden, counts on the host) of test samples [start, stop)."""
-        return self._forward(self.test, np.arange(start, stop, dtype=np.int64))[1]
+    def evaluate_batch(self, start, stop, which="test"):
+        """ForwardResult (v_out, V_hidden, counts on the host) of samples [start, stop) of
+        the evaluation set ``which``."""
+        return self._forward(self.eval_sets[which], np.arange(start, stop, dtype=np.int64))[1]
 
     def step(self, batch, labels, dead_penalty, output_l2, lr):
         """One Adam step on training samples ``batch``; returns (loss, ForwardResult).

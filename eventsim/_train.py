@@ -19,10 +19,12 @@ from ._malloc import retain_freed_memory
 from ._network import Network
 from ._optim import Adam
 
-METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss",
-                 "spikes_per_hidden_neuron", "dead_fraction", "samples_per_s", "epoch_s"]
+METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss", "val_acc",
+                 "val_loss", "spikes_per_hidden_neuron", "dead_fraction", "samples_per_s",
+                 "epoch_s"]
 CHECKPOINT = "checkpoint.h5"
 FINAL_MODEL = "model.h5"
+BEST_MODEL = "best.h5"     # the epoch of highest validation accuracy (val_size > 0)
 
 # TrainConfig fields with a fixed set of values (the first is the default)
 CHOICES = {"penalty_reduction": ("sum", "mean"), "lr_schedule": ("constant", "cosine"),
@@ -46,6 +48,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     train_subset: int | None = None
+    val_size: int = 0                   # last val_size training samples: validation only
     min_slope: float = 0.0
     init_mean: float = 0.03             # initial weights ~ Normal(mean, std**2)
     init_std: float = 0.3 ** 0.5        # the paper's variance 0.3
@@ -61,6 +64,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.train_subset is not None and int(self.train_subset) < 1:
             raise ValueError(f"train_subset must be >= 1, got {self.train_subset!r}")
+        if int(self.val_size) < 0:
+            raise ValueError(f"val_size must be >= 0, got {self.val_size!r}")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, "
@@ -104,6 +109,17 @@ class Dataset:
     y_test: np.ndarray
     n_classes: int = 10
 
+    def split_validation(self, val_size: int):
+        """(training part, validation part) of the training set: the last
+        ``val_size`` samples are held out, whatever the seed."""
+        n = self.x_train.shape[0]
+        if not 0 <= val_size < n:
+            raise ValueError(f"val_size must be in [0, {n}) (the number of training samples), "
+                             f"got {val_size}")
+        cut = n - val_size
+        return ((self.x_train[:cut], self.y_train[:cut]),
+                (self.x_train[cut:], self.y_train[cut:]))
+
 
 def evaluate(net: Network, x, y, batch_size=1000, forward=None):
     """Accuracy, mean cross-entropy (eq. 23) and mean spikes per hidden neuron.
@@ -133,6 +149,7 @@ def check_same_settings(saved: dict, config: TrainConfig, path):
     saved = dict(saved)
     saved.setdefault("penalty_reduction", "mean")   # checkpoints from before the options
     saved.setdefault("lr_schedule", "constant")
+    saved.setdefault("val_size", 0)
     saved = TrainConfig(**{k: (tuple(v) if k == "hidden" else v) for k, v in saved.items()})
     mine = asdict(config)
     free = {"device", "eval_batch_size"}
@@ -153,7 +170,9 @@ class Trainer:
         self.data = data
         self.out_dir = Path(out_dir)
         self.progress = progress
-        n_train = data.x_train.shape[0]
+        (self.x_train, self.y_train), (self.x_val, self.y_val) = \
+            data.split_validation(int(config.val_size))
+        n_train = self.x_train.shape[0]
         if config.train_subset is not None:
             n_train = min(n_train, int(config.train_subset))
         self.n_train = n_train
@@ -167,7 +186,8 @@ class Trainer:
         self._resident = None
         if config.device == "cuda" and len(config.hidden) == 1:
             from ._cuda import ResidentTrainer
-            self._resident = ResidentTrainer(self.net, self.opt, data.x_train, data.x_test)
+            self._resident = ResidentTrainer(self.net, self.opt, self.x_train,
+                                             {"test": data.x_test, "val": self.x_val})
 
     # ------------------------------------------------------------- checkpoints
     def save(self, path=None):
@@ -196,7 +216,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.out_dir / "metrics.csv.tmp"
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS, restval="")
             writer.writeheader()
             writer.writerows(self.history)
         os.replace(tmp, self.out_dir / "metrics.csv")
@@ -206,7 +226,7 @@ class Trainer:
         cfg = self.config
         net = self.net
         perm = np.random.default_rng([cfg.seed, self.epoch]).permutation(
-            self.data.x_train.shape[0])[:self.n_train]
+            self.x_train.shape[0])[:self.n_train]
         n_batches = (self.n_train + cfg.batch_size - 1) // cfg.batch_size
         bar = _progress(n_batches, f"epoch {self.epoch + 1}/{cfg.epochs}", self.progress)
         loss_sum = correct = 0.0
@@ -215,7 +235,7 @@ class Trainer:
         start = time.perf_counter()
         for bi in range(n_batches):
             idx = perm[bi * cfg.batch_size:(bi + 1) * cfg.batch_size]
-            yb = self.data.y_train[idx]
+            yb = self.y_train[idx]
             loss, res = self._step(idx, yb, cfg.learning_rate(self.opt.step,
                                                              cfg.epochs * n_batches))
             if not np.isfinite(loss):
@@ -248,31 +268,58 @@ class Trainer:
         if self._resident is not None:
             return self._resident.step(idx, labels, *penalties, lr)
         net = self.net
-        res = net.forward(self.data.x_train[idx])
+        res = net.forward(self.x_train[idx])
         loss, g_out, g_hidden = net.loss(res, labels, *penalties)
         if np.isfinite(loss):
             self.opt.lr = lr
             self.opt.update(net.weights, net.backward(res, g_out, g_hidden))
         return loss, res
 
+    def _evaluate(self, which, x, y):
+        """(accuracy, mean cross-entropy) on the test or validation set."""
+        forward = None
+        if self._resident is not None:
+            def forward(start, stop):
+                return self._resident.evaluate_batch(start, stop, which)
+        return evaluate(self.net, x, y, self.config.eval_batch_size, forward)[:2]
+
+    def best_validation(self) -> dict:
+        """The history row of highest validation accuracy (earliest on ties); {} if none."""
+        rows = [r for r in self.history if r.get("val_acc") is not None]
+        return max(rows, key=lambda r: r["val_acc"]) if rows else {}
+
     def _remaining_epochs(self):
         """Train, evaluate, checkpoint and log each epoch up to config.epochs."""
         cfg = self.config
         while self.epoch < cfg.epochs:
             row = self.train_epoch()
-            forward = self._resident.evaluate_batch if self._resident is not None else None
-            test_acc, test_loss, _ = evaluate(self.net, self.data.x_test, self.data.y_test,
-                                              cfg.eval_batch_size, forward)
+            test_acc, test_loss = self._evaluate("test", self.data.x_test, self.data.y_test)
+            val = {}
+            if cfg.val_size:
+                best_before = self.best_validation().get("val_acc", -1.0)
+                val_acc, val_loss = self._evaluate("val", self.x_val, self.y_val)
+                val = {"val_acc": val_acc, "val_loss": val_loss}
             self.epoch += 1
-            row = {"epoch": self.epoch, **row, "test_acc": test_acc, "test_loss": test_loss}
+            row = {"epoch": self.epoch, **row, "test_acc": test_acc, "test_loss": test_loss,
+                   **val}
             self.history.append(row)
+            if val and val["val_acc"] > best_before:
+                # before the checkpoint: an epoch redone after a crash rewrites it identically
+                self._save_model(BEST_MODEL)
             self.save()
             self._write_metrics()
+            val_note = f"  val {100 * val['val_acc']:.2f}%" if val else ""
             print(f"epoch {self.epoch:3d}  loss {row['train_loss']:.4f}  "
-                  f"train {100 * row['train_acc']:.2f}%  test {100 * test_acc:.2f}%  "
+                  f"train {100 * row['train_acc']:.2f}%  test {100 * test_acc:.2f}%{val_note}  "
                   f"spikes/neuron {row['spikes_per_hidden_neuron']:.3f}  "
                   f"dead {100 * row['dead_fraction']:.1f}%  "
                   f"{row['samples_per_s']:.0f} samples/s", flush=True)
+
+    def _save_model(self, name):
+        if self._resident is not None:
+            self._resident.pull()
+        save_checkpoint(self.out_dir / name, self.net, epoch=self.epoch,
+                        extra={"config": asdict(self.config), "history": self.history})
 
     def fit(self) -> dict:
         cfg = self.config
@@ -284,12 +331,15 @@ class Trainer:
             if _caused_by_interrupt(err):
                 raise KeyboardInterrupt from None
             raise
-        save_checkpoint(self.out_dir / FINAL_MODEL, self.net, epoch=self.epoch,
-                        extra={"config": asdict(cfg), "history": self.history})
+        self._save_model(FINAL_MODEL)
         last = self.history[-1] if self.history else {}
         best = max(self.history, key=lambda r: r["test_acc"]) if self.history else {}
+        best_val = self.best_validation()
         return {"test_accuracy": last.get("test_acc"), "epochs": self.epoch,
                 "best_test_accuracy": best.get("test_acc"), "best_epoch": best.get("epoch"),
+                "val_size": int(cfg.val_size), "best_val_accuracy": best_val.get("val_acc"),
+                "best_val_epoch": best_val.get("epoch"),
+                "test_accuracy_at_best_val": best_val.get("test_acc"),
                 "wall_time_s": time.perf_counter() - wall,
                 "train_time_s": sum(r["epoch_s"] for r in self.history),
                 "device": cfg.device, "single_spike": cfg.single_spike, "tau_i": cfg.tau_i,

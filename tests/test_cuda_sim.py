@@ -281,10 +281,10 @@ def _tiny_dataset():
     return Dataset(x, rng.integers(0, 3, 12), x_test, rng.integers(0, 3, 4), n_classes=3)
 
 
-def _tiny_trainer(device, out, single_spike, epochs=2):
+def _tiny_trainer(device, out, single_spike, epochs=2, val_size=0):
     config = TrainConfig(hidden=(5,), epochs=epochs, batch_size=5, seed=4, device=device,
                          single_spike=single_spike, init_mean=6.0, init_std=3.0,
-                         eval_batch_size=3, lr=0.05)
+                         eval_batch_size=3, lr=0.05, val_size=val_size)
     return Trainer(config, _tiny_dataset(), out, progress=False)
 
 
@@ -312,6 +312,23 @@ def test_resident_trainer_matches_cpu_trainer(tmp_path, single):
     assert gpu.opt.step == cpu.opt.step == 6
     assert np.abs(gpu.net.weights[0] - _tiny_trainer("cpu", tmp_path / "x", single)
                   .net.weights[0]).max() > 1e-3      # it trained
+
+
+@sim_only
+def test_resident_trainer_validation_matches_cpu_trainer(tmp_path):
+    """The held-out set is evaluated on the GPU like the test set; best.h5 agrees."""
+    cpu = _tiny_trainer("cpu", tmp_path / "cpu", False, epochs=3, val_size=4)
+    gpu = _tiny_trainer("cuda", tmp_path / "gpu", False, epochs=3, val_size=4)
+    assert set(gpu._resident.eval_sets) == {"test", "val"}
+    cpu_summary, gpu_summary = cpu.fit(), gpu.fit()
+    for got, want in zip(gpu.history, cpu.history):
+        _close(got["val_acc"], want["val_acc"], 1e-10)
+        _close(got["val_loss"], want["val_loss"], 1e-10)
+    assert gpu_summary["best_val_epoch"] == cpu_summary["best_val_epoch"]
+    best = [es.Network.load(d / "best.h5").weights for d in (tmp_path / "cpu", tmp_path / "gpu")]
+    for want, got in zip(*best):
+        _close(got, want, 1e-10)
+    assert gpu.opt.step == 6                    # 8 training samples, batches of 5, 3 epochs
 
 
 @sim_only

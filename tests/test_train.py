@@ -204,6 +204,61 @@ def test_ctrl_c_inside_a_kernel_is_a_keyboard_interrupt(small_data, tmp_path, mo
         trainer.fit()
 
 
+def test_validation_split_holds_out_the_last_samples(small_data, tmp_path):
+    """val_size=N trains exactly as if the last N training samples did not exist, records
+    their accuracy every epoch and keeps the best epoch's network in best.h5."""
+    config = small_config(epochs=3, train_subset=None, val_size=500, lr=1e-2)
+    trainer = Trainer(config, small_data, tmp_path / "val", progress=False)
+    assert trainer.n_train == 2500
+    summary = trainer.fit()
+    cut = Dataset(small_data.x_train[:2500], small_data.y_train[:2500], small_data.x_test,
+                  small_data.y_test)
+    plain = Trainer(replace(config, val_size=0), cut, tmp_path / "plain", progress=False)
+    plain.fit()
+    for w1, w2 in zip(trainer.net.weights, plain.net.weights):
+        np.testing.assert_array_equal(w1, w2)
+
+    x_val, y_val = small_data.x_train[2500:], small_data.y_train[2500:]
+    val_accs = [row["val_acc"] for row in trainer.history]
+    best_epoch = int(np.argmax(val_accs)) + 1
+    assert summary["best_val_epoch"] == best_epoch and summary["val_size"] == 500
+    assert summary["best_val_accuracy"] == max(val_accs) > 0.5
+    assert summary["test_accuracy_at_best_val"] == trainer.history[best_epoch - 1]["test_acc"]
+    best = es.Network.load(tmp_path / "val" / "best.h5")
+    assert _io.load_checkpoint(tmp_path / "val" / "best.h5")["epoch"] == best_epoch
+    acc, loss, _ = es._train.evaluate(best, x_val, y_val)
+    assert (acc, loss) == pytest.approx((max(val_accs),
+                                         trainer.history[best_epoch - 1]["val_loss"]), rel=1e-12)
+    final_acc, _, _ = es._train.evaluate(trainer.net, x_val, y_val)
+    assert final_acc == pytest.approx(val_accs[-1], rel=1e-12)
+
+    # without a validation set: empty val columns, no best.h5, None in the summary
+    assert not (tmp_path / "plain" / "best.h5").exists()
+    rows = (tmp_path / "plain" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert all(r.split(",")[header.index("val_acc")] == "" for r in rows[1:])
+
+
+def test_validation_resume_equals_uninterrupted(small_data, tmp_path):
+    config = small_config(epochs=2, train_subset=600, val_size=400)
+    straight = Trainer(config, small_data, tmp_path / "a", progress=False)
+    straight.fit()
+    with pytest.raises(KeyboardInterrupt):
+        _InterruptedTrainer(config, small_data, tmp_path / "b", progress=False).fit()
+    resumed = Trainer(config, small_data, tmp_path / "b", progress=False)
+    assert resumed.resume() and resumed.epoch == 1
+    resumed.fit()
+    assert _strip_timing(straight.history) == _strip_timing(resumed.history)
+    for name in ("best.h5", "model.h5"):
+        a, b = (_io.load_checkpoint(tmp_path / d / name) for d in "ab")
+        assert a["epoch"] == b["epoch"]
+        for w1, w2 in zip(a["weights"], b["weights"]):
+            np.testing.assert_array_equal(w1, w2)
+    with pytest.raises(ValueError, match="val_size"):
+        Trainer(replace(config, val_size=300), small_data, tmp_path / "b",
+                progress=False).resume()
+
+
 def test_load_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         es.Network.load(tmp_path / "missing.h5")
@@ -221,6 +276,8 @@ def test_config_validation():
     assert TrainConfig(tau_i=0.6).tau_v == 0.3
     with pytest.raises(ValueError, match="penalty_reduction"):
         TrainConfig(penalty_reduction="max")
+    with pytest.raises(ValueError, match="val_size must be >= 0"):
+        TrainConfig(val_size=-1)
 
 
 def test_summed_penalties_equal_batch_scaled_means(small_data, tmp_path):
@@ -293,7 +350,8 @@ def test_train_mnist_defaults_are_the_paper_protocol():
 def test_train_mnist_example_reports_bad_settings(tmp_path, monkeypatch, capsys):
     for flags, message in ((["--epochs", "0"], "epochs must be >= 1"),
                            (["--init-std", "-1"], "init_std >= 0"),
-                           (["--tau-i", "0"], "tau")):
+                           (["--tau-i", "0"], "tau"),
+                           (["--val-size", "60000"], "val_size must be in [0, 60000)")):
         code, cap = run_example([*flags, "--out", str(tmp_path / "run")], monkeypatch, capsys)
         assert code == 2 and cap.err.startswith("error:") and message in cap.err
         assert "Traceback" not in cap.err
