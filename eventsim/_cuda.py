@@ -456,8 +456,9 @@ class ResidentTrainer:
     """Training of a network with one hidden layer with all heavy state on the GPU.
 
     The training set, the evaluation sets (``eval_sets``: name -> inputs, e.g.
-    test and validation), weights, gradients and Adam moments live on the GPU. One step (``step``) runs: the hidden layer's forward scan (one thread
-    per (sample, neuron), ``neuron_forward``), the readout of eq. 20 and
+    test and validation), weights, gradients and Adam moments live on the GPU.
+    One step (``step``) runs: the hidden layer's forward scan (one thread per
+    (sample, neuron), ``neuron_forward``), the readout of eq. 20 and
     v_out = phi @ W_out; then on the host the loss of eq. 24
     (``Network.loss``, from v_out, V_hidden(t_out) and the spike counts copied
     back, about 7 kB per sample); then dL/dW_out = phi^T dL/dv_out, the spike
