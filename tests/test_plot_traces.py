@@ -42,7 +42,8 @@ def test_saved_model_figure(traces, tmp_path, single_spike):
 
 @pytest.mark.parametrize("sizes, single_spike", [([30, 8, 4], False), ([30, 8, 6, 4], True)])
 def test_model_traces_match_the_forward_pass(traces, sizes, single_spike):
-    """The traces end where Network.forward ends: V_out(t_out) = v_out, hidden V(t_out) = v_hidden."""
+    """The traces end where Network.forward ends: V_out(t_out) = v_out and the hidden
+    V(t_out) = v_hidden."""
     net = es.Network(sizes, es.LIF(tau_i=0.8, tau_v=0.4), t_out=1.3,
                      single_spike=single_spike, seed=2)
     net.weights = [2.0 * w + 1.0 for w in net.weights]   # every hidden layer fires
