@@ -12,10 +12,12 @@ Tests that call the slow solve_ivp reference cap their example count with
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 _HERE = Path(__file__).resolve().parent
@@ -30,3 +32,15 @@ settings.register_profile("thorough", max_examples=300, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+
+
+@pytest.fixture(scope="session")
+def load_example():
+    """load_example("plot_traces") imports examples/plot_traces.py as a module."""
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, _HERE.parent / "examples" /
+                                                      f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

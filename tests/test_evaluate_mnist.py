@@ -1,24 +1,16 @@
 """examples/evaluate_mnist.py: metrics of a saved network on MNIST, and its errors."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import eventsim as es
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("evaluate_mnist",
-                                                  ROOT / "examples" / "evaluate_mnist.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_example):
+    return load_example("evaluate_mnist")
 
 
 @pytest.fixture(scope="module")

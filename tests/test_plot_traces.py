@@ -1,6 +1,5 @@
 """examples/plot_traces.py: the Fig. 2-style figure for a random layer and for a saved model."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -8,17 +7,12 @@ import pytest
 
 import eventsim as es
 
-ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def traces():
-    spec = importlib.util.spec_from_file_location("plot_traces",
-                                                  ROOT / "examples" / "plot_traces.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def traces(load_example):
+    return load_example("plot_traces")
 
 
 def assert_png(path):

@@ -1,22 +1,15 @@
 """examples/tau_sweep.py: a tiny sweep writes sweep.csv and Figs. 3-5, replots, resumes."""
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def sweep():
-    spec = importlib.util.spec_from_file_location("tau_sweep", ROOT / "examples" / "tau_sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def sweep(load_example):
+    return load_example("tau_sweep")
 
 
 def read_rows(out):

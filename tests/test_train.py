@@ -59,9 +59,11 @@ class _InterruptedTrainer(Trainer):
         raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
-def test_resume_equals_uninterrupted(small_data, tmp_path, lr_schedule):
-    config = small_config(epochs=2, train_subset=600, lr_schedule=lr_schedule)
+@pytest.mark.parametrize("lr_schedule, val_size", [("constant", 0), ("cosine", 0),
+                                                    ("constant", 400)])
+def test_resume_equals_uninterrupted(small_data, tmp_path, lr_schedule, val_size):
+    config = small_config(epochs=2, train_subset=600, lr_schedule=lr_schedule,
+                          val_size=val_size)
     straight = Trainer(config, small_data, tmp_path / "a", progress=False)
     straight.fit()
 
@@ -75,6 +77,15 @@ def test_resume_equals_uninterrupted(small_data, tmp_path, lr_schedule):
     assert _strip_timing(straight.history) == _strip_timing(resumed.history)
     for m1, m2 in zip(straight.opt.m, resumed.opt.m):
         np.testing.assert_array_equal(m1, m2)
+    for name in ("best.h5", "model.h5") if val_size else ("model.h5",):
+        a, b = (_io.load_checkpoint(tmp_path / d / name) for d in "ab")
+        assert a["epoch"] == b["epoch"]
+        for w1, w2 in zip(a["weights"], b["weights"]):
+            np.testing.assert_array_equal(w1, w2)
+    if val_size:
+        with pytest.raises(ValueError, match="val_size"):
+            Trainer(replace(config, val_size=val_size + 100), small_data, tmp_path / "b",
+                    progress=False).resume()
 
 
 def test_resume_with_more_epochs_continues_constant_lr(small_data, tmp_path):
@@ -237,26 +248,6 @@ def test_validation_split_holds_out_the_last_samples(small_data, tmp_path):
     rows = (tmp_path / "plain" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
     assert all(r.split(",")[header.index("val_acc")] == "" for r in rows[1:])
-
-
-def test_validation_resume_equals_uninterrupted(small_data, tmp_path):
-    config = small_config(epochs=2, train_subset=600, val_size=400)
-    straight = Trainer(config, small_data, tmp_path / "a", progress=False)
-    straight.fit()
-    with pytest.raises(KeyboardInterrupt):
-        _InterruptedTrainer(config, small_data, tmp_path / "b", progress=False).fit()
-    resumed = Trainer(config, small_data, tmp_path / "b", progress=False)
-    assert resumed.resume() and resumed.epoch == 1
-    resumed.fit()
-    assert _strip_timing(straight.history) == _strip_timing(resumed.history)
-    for name in ("best.h5", "model.h5"):
-        a, b = (_io.load_checkpoint(tmp_path / d / name) for d in "ab")
-        assert a["epoch"] == b["epoch"]
-        for w1, w2 in zip(a["weights"], b["weights"]):
-            np.testing.assert_array_equal(w1, w2)
-    with pytest.raises(ValueError, match="val_size"):
-        Trainer(replace(config, val_size=300), small_data, tmp_path / "b",
-                progress=False).resume()
 
 
 def test_load_checkpoint_errors(tmp_path):
