@@ -11,6 +11,7 @@ if "NUMBA_THREADING_LAYER" not in _os.environ:
     _numba.config.THREADING_LAYER = "workqueue"
 
 from . import datasets  # noqa: E402
+from ._evaluate import Evaluation, evaluate
 from ._lif import LIF
 from ._network import ForwardResult, Network
 from ._network_sim import simulate_network
@@ -19,7 +20,7 @@ from ._spikes import Spikes
 from ._train import Dataset, TrainConfig, Trainer
 from .datasets import DataError, MissingDataError, latency_encode, mnist
 
-__all__ = ["DataError", "Dataset", "ForwardResult", "LIF", "MissingDataError", "Network",
-           "SpikeLimitError", "Spikes", "TrainConfig", "Trainer", "datasets", "latency_encode",
+__all__ = ["DataError", "Dataset", "Evaluation", "ForwardResult", "LIF", "MissingDataError", "Network",
+           "SpikeLimitError", "Spikes", "TrainConfig", "Trainer", "datasets", "evaluate", "latency_encode",
            "membrane", "mnist", "simulate_layer", "simulate_network"]
 __version__ = "0.1.0"

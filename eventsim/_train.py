@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._evaluate import evaluate
 from ._io import load_checkpoint, save_checkpoint
 from ._lif import LIF
-from ._losses import softmax_cross_entropy
 from ._malloc import retain_freed_memory
 from ._network import Network
 from ._optim import Adam
@@ -119,27 +119,6 @@ class Dataset:
         cut = n - val_size
         return ((self.x_train[:cut], self.y_train[:cut]),
                 (self.x_train[cut:], self.y_train[cut:]))
-
-
-def evaluate(net: Network, x, y, batch_size=1000, forward=None):
-    """Accuracy, mean cross-entropy (eq. 23) and mean spikes per hidden neuron.
-
-    ``forward(start, stop)`` gives the ForwardResult of x[start:stop]
-    (default ``net.forward``)."""
-    if forward is None:
-        def forward(start, stop):
-            return net.forward(x[start:stop])
-    correct = 0
-    loss_sum = 0.0
-    spikes = 0.0
-    for i in range(0, x.shape[0], batch_size):
-        res = forward(i, min(i + batch_size, x.shape[0]))
-        yb = y[i:i + batch_size]
-        correct += int((res.v_out.argmax(axis=1) == yb).sum())
-        loss_sum += softmax_cross_entropy(res.v_out, yb)[0] * yb.shape[0]
-        spikes += sum(float(c.sum()) for c in res.spike_counts)
-    n_hidden = sum(net.sizes[1:-1])
-    return correct / x.shape[0], loss_sum / x.shape[0], spikes / (x.shape[0] * max(n_hidden, 1))
 
 
 def check_same_settings(saved: dict, config: TrainConfig, path):
@@ -281,7 +260,8 @@ class Trainer:
         if self._resident is not None:
             def forward(start, stop):
                 return self._resident.evaluate_batch(start, stop, which)
-        return evaluate(self.net, x, y, self.config.eval_batch_size, forward)[:2]
+        metrics = evaluate(self.net, x, y, self.config.eval_batch_size, forward)
+        return metrics.accuracy, metrics.cross_entropy
 
     def best_validation(self) -> dict:
         """The history row of highest validation accuracy (earliest on ties); {} if none."""

@@ -33,7 +33,7 @@ def small_config(**kw):
 def test_one_short_epoch_learns(small_data, tmp_path):
     trainer = Trainer(small_config(train_subset=3000, lr=1e-2), small_data, tmp_path,
                       progress=False)
-    before, _, _ = es._train.evaluate(trainer.net, small_data.x_test, small_data.y_test)
+    before = es.evaluate(trainer.net, small_data.x_test, small_data.y_test).accuracy
     first = trainer.net.loss(trainer.net.forward(small_data.x_train[:500]),
                              small_data.y_train[:500])[0]
     summary = trainer.fit()
@@ -237,11 +237,11 @@ def test_validation_split_holds_out_the_last_samples(small_data, tmp_path):
     assert summary["test_accuracy_at_best_val"] == trainer.history[best_epoch - 1]["test_acc"]
     best = es.Network.load(tmp_path / "val" / "best.h5")
     assert _io.load_checkpoint(tmp_path / "val" / "best.h5")["epoch"] == best_epoch
-    acc, loss, _ = es._train.evaluate(best, x_val, y_val)
-    assert (acc, loss) == pytest.approx((max(val_accs),
+    best_metrics = es.evaluate(best, x_val, y_val)
+    assert (best_metrics.accuracy, best_metrics.cross_entropy) == pytest.approx((max(val_accs),
                                          trainer.history[best_epoch - 1]["val_loss"]), rel=1e-12)
-    final_acc, _, _ = es._train.evaluate(trainer.net, x_val, y_val)
-    assert final_acc == pytest.approx(val_accs[-1], rel=1e-12)
+    final = es.evaluate(trainer.net, x_val, y_val)
+    assert final.accuracy == pytest.approx(val_accs[-1], rel=1e-12)
 
     # without a validation set: empty val columns, no best.h5, None in the summary
     assert not (tmp_path / "plain" / "best.h5").exists()

@@ -1,0 +1,71 @@
+"""Classification metrics of a Network on a labelled set of latency-coded inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._losses import softmax_cross_entropy
+from ._network import Network
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics of one pass over a labelled set.
+
+    accuracy: fraction of samples whose largest v_out (eq. 20) is the label;
+    cross_entropy: mean of eq. 23 over the samples; spikes_per_hidden_neuron:
+    hidden spikes before t_out per hidden neuron and sample;
+    silent_hidden_fraction: fraction of hidden neurons that fire on no sample;
+    per_class_accuracy: accuracy on the samples of each label (nan for a label
+    with no samples)."""
+    accuracy: float
+    cross_entropy: float
+    spikes_per_hidden_neuron: float
+    silent_hidden_fraction: float
+    per_class_accuracy: np.ndarray
+    samples: int
+
+
+def evaluate(net: Network, x, y, batch_size=1000, forward=None) -> Evaluation:
+    """Evaluate ``net`` on inputs x (N, n_in), spike times in time units of
+    tau, with integer labels y (N,), in batches of ``batch_size`` samples.
+
+    ``forward(start, stop)`` gives the ForwardResult of x[start:stop] (default
+    ``net.forward``; the CUDA trainer passes its device-resident forward)."""
+    y = np.asarray(y)
+    if int(batch_size) < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    if y.ndim != 1 or y.shape[0] != np.shape(x)[0] or y.shape[0] == 0:
+        raise ValueError(f"labels must have shape ({np.shape(x)[0]},) with at least one "
+                         f"sample, got {y.shape}")
+    n_out = net.sizes[-1]
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_out:
+        raise ValueError(f"labels must be integers in [0, {n_out}), got {y.dtype} in "
+                         f"[{y.min()}, {y.max()}]")
+    if forward is None:
+        def forward(start, stop):
+            return net.forward(x[start:stop])
+    correct = np.zeros(n_out, np.int64)
+    loss_sum = spikes = 0.0
+    fired = [np.zeros(n, bool) for n in net.sizes[1:-1]]
+    for start in range(0, y.shape[0], int(batch_size)):
+        stop = min(start + int(batch_size), y.shape[0])
+        res = forward(start, stop)
+        labels = y[start:stop]
+        hit = res.v_out.argmax(axis=1) == labels
+        correct += np.bincount(labels[hit], minlength=n_out)
+        loss_sum += softmax_cross_entropy(res.v_out, labels)[0] * labels.shape[0]
+        for layer_fired, counts in zip(fired, res.spike_counts):
+            layer_fired |= (counts > 0).any(axis=0)
+            spikes += float(counts.sum())
+    n_hidden = sum(net.sizes[1:-1])
+    n_fired = sum(int(f.sum()) for f in fired)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = correct / np.bincount(y, minlength=n_out)
+    return Evaluation(accuracy=float(correct.sum() / y.shape[0]),
+                      cross_entropy=loss_sum / y.shape[0],
+                      spikes_per_hidden_neuron=spikes / (y.shape[0] * max(n_hidden, 1)),
+                      silent_hidden_fraction=1.0 - n_fired / n_hidden if n_hidden else 0.0,
+                      per_class_accuracy=per_class, samples=int(y.shape[0]))
