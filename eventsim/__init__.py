@@ -20,7 +20,8 @@ from ._spikes import Spikes
 from ._train import Dataset, TrainConfig, Trainer
 from .datasets import DataError, MissingDataError, latency_encode, mnist
 
-__all__ = ["DataError", "Dataset", "Evaluation", "ForwardResult", "LIF", "MissingDataError", "Network",
-           "SpikeLimitError", "Spikes", "TrainConfig", "Trainer", "datasets", "evaluate", "latency_encode",
-           "membrane", "mnist", "simulate_layer", "simulate_network"]
+__all__ = ["DataError", "Dataset", "Evaluation", "ForwardResult", "LIF", "MissingDataError",
+           "Network", "SpikeLimitError", "Spikes", "TrainConfig", "Trainer", "datasets",
+           "evaluate", "latency_encode", "membrane", "mnist", "simulate_layer",
+           "simulate_network"]
 __version__ = "0.1.0"

@@ -34,19 +34,15 @@ def evaluate(net: Network, x, y, batch_size=1000, forward=None) -> Evaluation:
 
     ``forward(start, stop)`` gives the ForwardResult of x[start:stop] (default
     ``net.forward``; the CUDA trainer passes its device-resident forward)."""
-    y = np.asarray(y)
     if int(batch_size) < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    if y.ndim != 1 or y.shape[0] != np.shape(x)[0] or y.shape[0] == 0:
-        raise ValueError(f"labels must have shape ({np.shape(x)[0]},) with at least one "
-                         f"sample, got {y.shape}")
-    n_out = net.sizes[-1]
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_out:
-        raise ValueError(f"labels must be integers in [0, {n_out}), got {y.dtype} in "
-                         f"[{y.min()}, {y.max()}]")
+    if np.shape(y)[:1] == (0,):
+        raise ValueError("need at least one sample to evaluate, got 0")
+    y = net.check_labels(y, np.shape(x)[0])
     if forward is None:
         def forward(start, stop):
             return net.forward(x[start:stop])
+    n_out = net.sizes[-1]
     correct = np.zeros(n_out, np.int64)
     loss_sum = spikes = 0.0
     fired = [np.zeros(n, bool) for n in net.sizes[1:-1]]

@@ -19,7 +19,8 @@ from ._lif import LIF
 from ._losses import dead_neuron_flags, dead_neuron_penalty, output_l2, softmax_cross_entropy
 from ._simulate import DEFAULT_MAX_SPIKES, run_layer
 from ._spikes import Spikes
-from ._validate import check_bool, check_lif, check_max_spikes, check_method, check_t_end
+from ._validate import (check_bool, check_lif, check_max_spikes, check_method, check_nonnegative,
+                        check_seed, check_t_end)
 
 INIT_MEAN = 0.03
 INIT_STD = math.sqrt(0.3)
@@ -93,10 +94,8 @@ class Network:
         self.method = method
         self._method_code = check_method(method, self.lif)
         self.max_spikes = check_max_spikes(max_spikes_per_neuron)
-        if not (float(min_slope) >= 0.0):
-            raise ValueError(f"min_slope must be >= 0, got {min_slope!r}")
-        self.min_slope = float(min_slope)
-        self.seed = seed
+        self.min_slope = check_nonnegative(min_slope, "min_slope")
+        self.seed = check_seed(seed)
         self.device = device
         self._backend = _select_backend(device)
         if not (np.isfinite(init_mean) and np.isfinite(init_std) and init_std >= 0.0):
@@ -223,6 +222,8 @@ class Network:
              dead_flags=None):
         """Eq. 24 averaged over the batch; returns (loss, dL/dv_out, [dL/dv_hidden])."""
         labels = self.check_labels(labels, res.v_out.shape[0])
+        dead_penalty = check_nonnegative(dead_penalty, "dead_penalty")
+        output_l2_weight = check_nonnegative(output_l2_weight, "output_l2")
         loss, g_out = softmax_cross_entropy(res.v_out, labels)
         l2, g_l2 = output_l2(res.v_out)
         loss += output_l2_weight * l2

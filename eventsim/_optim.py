@@ -7,6 +7,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ._validate import check_positive
+
 
 @njit(cache=True, error_model="numpy")
 def adam_update(i, p, g, m, v, lr, beta1, beta2, eps, c1, c2):
@@ -33,9 +35,7 @@ class Adam:
     """
 
     def __init__(self, shapes, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr!r}")
-        self.lr, self.beta1, self.beta2, self.eps = float(lr), beta1, beta2, eps
+        self.lr, self.beta1, self.beta2, self.eps = check_positive(lr, "lr"), beta1, beta2, eps
         self.step = 0
         self.m = [np.zeros(s) for s in shapes]
         self.v = [np.zeros(s) for s in shapes]

@@ -18,6 +18,7 @@ from ._lif import LIF
 from ._malloc import retain_freed_memory
 from ._network import Network
 from ._optim import Adam
+from ._validate import check_nonnegative, check_positive, check_seed
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss", "val_acc",
                  "val_loss", "spikes_per_hidden_neuron", "dead_fraction", "samples_per_s",
@@ -66,6 +67,10 @@ class TrainConfig:
             raise ValueError(f"train_subset must be >= 1, got {self.train_subset!r}")
         if int(self.val_size) < 0:
             raise ValueError(f"val_size must be >= 0, got {self.val_size!r}")
+        check_positive(self.lr, "lr")
+        for name in ("dead_penalty", "output_l2", "min_slope"):
+            check_nonnegative(getattr(self, name), name)
+        check_seed(self.seed)
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, "
@@ -121,20 +126,25 @@ class Dataset:
                 (self.x_train[cut:], self.y_train[cut:]))
 
 
-def check_same_settings(saved: dict, config: TrainConfig, path):
-    """Raise ValueError unless the config saved in checkpoint ``path`` matches
-    ``config`` in everything but device, eval_batch_size and (unless the learning
-    rate follows a schedule over all epochs) epochs."""
+def saved_config(saved: dict) -> TrainConfig:
+    """The TrainConfig stored in a checkpoint's ``extra["config"]``; options added
+    after a checkpoint was written get the values its run trained with."""
     saved = dict(saved)
     saved.setdefault("penalty_reduction", "mean")   # checkpoints from before the options
     saved.setdefault("lr_schedule", "constant")
     saved.setdefault("val_size", 0)
-    saved = TrainConfig(**{k: (tuple(v) if k == "hidden" else v) for k, v in saved.items()})
+    return TrainConfig(**{k: (tuple(v) if k == "hidden" else v) for k, v in saved.items()})
+
+
+def check_same_settings(saved: dict, config: TrainConfig, path):
+    """Raise ValueError unless the config saved in checkpoint ``path`` matches
+    ``config`` in everything but device, eval_batch_size and (unless the learning
+    rate follows a schedule over all epochs) epochs."""
     mine = asdict(config)
     free = {"device", "eval_batch_size"}
     if config.lr_schedule == "constant":
         free.add("epochs")
-    for key, value in asdict(saved).items():
+    for key, value in asdict(saved_config(saved)).items():
         if key not in free and mine[key] != value:
             raise ValueError(f"{path} was trained with {key}={value!r}, now {key}="
                              f"{mine[key]!r}; use the same settings or another --out")

@@ -24,6 +24,28 @@ def check_positive(value, name: str) -> float:
     return value
 
 
+def check_nonnegative(value, name: str) -> float:
+    """A finite real number >= 0 (bools are refused)."""
+    message = f"{name} must be a finite number >= 0, got {value!r}"
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(message)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if not math.isfinite(value) or value < 0.0:
+        raise ValueError(message)
+    return value
+
+
+def check_seed(seed) -> int:
+    """An integer >= 0 (a seed of numpy's default_rng)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) \
+            or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
 def check_lif(lif):
     from ._lif import LIF
     if not isinstance(lif, LIF):

@@ -25,6 +25,7 @@ t_out = 1 for a random layer.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -53,8 +54,9 @@ def parse_args(argv=None):
     p.add_argument("--tau-v", type=float, default=0.4, help="membrane time constant")
     p.add_argument("--digit-index", type=int, default=0, help="index into the MNIST test set")
     p.add_argument("--model", type=Path, default=None,
-                   help="a trained network (e.g. runs/mnist/model.h5): plot its first hidden "
-                        "layer instead of a random one (its tau_i/tau_v are used)")
+                   help="a trained network (e.g. runs/mnist/model.h5): plot its last hidden "
+                        "layer and its output neurons, simulated as in training, instead of "
+                        "a random layer")
     return p.parse_args(argv)
 
 
@@ -243,4 +245,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (eventsim.DataError, FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")

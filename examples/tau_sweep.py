@@ -89,10 +89,10 @@ def parse_args(argv=None):
     for name in ("train_subset", "eval_subset"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if any(t <= 0 for t in args.taus) or args.p <= 0:
-        p.error("--taus and --p must be positive")
-    if args.p == 1.0:
-        p.error("--p must differ from 1 (the paper keeps tau_I != tau_V)")
+    if not all(0 < t < math.inf for t in [*args.taus, args.p]):
+        p.error("--taus and --p must be positive finite numbers")
+    if min(args.seeds) < 0:
+        p.error("--seeds must be integers >= 0")
     args.taus = sorted(set(args.taus))
     args.seeds = sorted(set(args.seeds))
     return args

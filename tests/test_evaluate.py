@@ -51,11 +51,13 @@ def test_forward_override_is_used(setup):
 
 @pytest.mark.parametrize("labels, batch_size, message", [
     (np.zeros(22, int), 10, "labels must have shape (23,)"),
-    (np.full(23, 4), 10, "labels must be integers in [0, 4)"),
+    (np.full(23, 4), 10, "labels must lie in [0, 4)"),
     (np.full(23, 1.0), 10, "labels must be integers"),
     (np.zeros(23, int), 0, "batch size must be >= 1"),
+    (np.zeros(0, int), 10, "need at least one sample"),
 ])
 def test_bad_input(setup, labels, batch_size, message):
     net, x, _ = setup
+    x = x[:labels.shape[0]] if labels.shape[0] == 0 else x
     with pytest.raises(ValueError, match=re.escape(message)):
         es.evaluate(net, x, labels, batch_size=batch_size)

@@ -1,5 +1,7 @@
 """examples/plot_traces.py: the Fig. 2-style figure for a random layer and for a saved model."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,16 @@ def test_model_traces_match_the_forward_pass(traces, sizes, single_spike):
 def test_digit_index_out_of_range(traces, tmp_path):
     with pytest.raises(SystemExit, match="--digit-index must be in"):
         traces.main(["--out", str(tmp_path / "x.png"), "--digit-index", "10000"])
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+    script = Path(__file__).parents[1] / "examples" / "plot_traces.py"
+    for args, message in ((["--model", str(tmp_path / "none.h5")], "error: no checkpoint at"),
+                          (["--tau-i", "0"], "error: tau_i must be a positive finite number")):
+        run = subprocess.run([sys.executable, str(script), *args, "--out",
+                              str(tmp_path / "x.png")], capture_output=True, text=True)
+        assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_rescaling_reaches_moderate_activity(traces):

@@ -114,3 +114,17 @@ def test_sweep_passes_training_flags_to_its_runs(sweep):
                                  init_std=0.25, min_slope=0.1, output_l2=0.002,
                                  train_subset=50)
     assert training_config(sweep.parse_args([]), tau_i=0.8, seed=0) == TrainConfig()
+
+
+@pytest.mark.parametrize("argv", [["--taus", "0.8", "-1"], ["--taus", "nan"], ["--p", "0"],
+                                  ["--seeds", "0", "-2"], ["--eval-subset", "0"]])
+def test_bad_arguments_are_refused(sweep, argv, capsys):
+    with pytest.raises(SystemExit):
+        sweep.parse_args(argv)
+    assert "must be" in capsys.readouterr().err
+
+
+def test_p_equal_to_one_is_allowed(sweep):
+    """tau_I = tau_V (p = 1) has its own exact formula in the engine."""
+    args = sweep.parse_args(["--p", "1", "--taus", "0.8"])
+    assert args.p == 1.0 and args.taus == [0.8]

@@ -119,6 +119,17 @@ def test_cosine_learning_rate():
         TrainConfig(lr_schedule="linear")
 
 
+@pytest.mark.parametrize("field, value", [
+    ("epochs", 0), ("batch_size", 0), ("train_subset", 0), ("val_size", -1),
+    ("lr", 0.0), ("lr", np.inf), ("dead_penalty", -0.01), ("dead_penalty", np.nan),
+    ("output_l2", np.inf), ("min_slope", -1.0), ("seed", -3), ("seed", 1.5),
+    ("device", "gpu"), ("penalty_reduction", "max"),
+])
+def test_config_refuses_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
 def test_trainer_applies_cosine_schedule(small_data, tmp_path):
     config = small_config(epochs=2, train_subset=300, batch_size=100, lr_schedule="cosine")
     trainer = Trainer(config, small_data, tmp_path, progress=False)

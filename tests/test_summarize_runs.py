@@ -1,0 +1,92 @@
+"""examples/summarize_runs.py: statistics over seeds, checked against the runs' metrics.csv."""
+
+import csv
+import json
+import statistics
+from dataclasses import replace
+
+import h5py
+import pytest
+
+import eventsim as es
+from eventsim._train import Dataset, TrainConfig, Trainer
+
+
+@pytest.fixture(scope="module")
+def script(load_example):
+    return load_example("summarize_runs")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    data = es.mnist()
+    tiny = Dataset(es.latency_encode(data.train_images[:700]), data.train_labels[:700],
+                   es.latency_encode(data.test_images[:300]), data.test_labels[:300])
+    root = tmp_path_factory.mktemp("runs")
+    base = TrainConfig(hidden=(12,), epochs=2, train_subset=300, eval_batch_size=300,
+                       init_std=0.3, lr=0.01)
+    configs = {
+        "a_s0": replace(base, seed=0),
+        "a_s1": replace(base, seed=1),
+        # the same per-sample penalty weights written the other way: the same setting
+        "a_s2": replace(base, seed=2, penalty_reduction="mean", dead_penalty=0.01 * 100,
+                        output_l2=1e-4 * 100),
+        "b_s0": replace(base, seed=0, init_std=0.2, val_size=200),
+        "b_s4": replace(base, seed=4, init_std=0.2, val_size=200),
+        "cut": replace(base, seed=5),
+    }
+    for name, config in configs.items():
+        Trainer(config, tiny, root / "sub" / name, progress=False).fit()
+    with h5py.File(root / "sub" / "cut" / "checkpoint.h5", "r+") as f:   # as if stopped
+        extra = json.loads(f.attrs["extra"])
+        extra["config"]["epochs"] = 5
+        f.attrs["extra"] = json.dumps(extra)
+    return root
+
+
+def metrics(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: float(v) if v else None for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_groups_and_statistics(script, runs):
+    groups = script.summarize(script.find_runs([runs]))
+    assert [g["runs"] for g in groups] == [3, 2, 0]
+    a, b, cut = groups
+    common = "--hidden 12 --epochs 2 --lr 0.01 --train-subset 300"
+    assert a["setting"] == f"{common} --init-std 0.3"      # a_s2's flags differ, a_s0/1's win
+    assert b["setting"] == f"{common} --val-size 200 --init-std 0.2"
+    for group, names in ((a, ["a_s0", "a_s1", "a_s2"]), (b, ["b_s0", "b_s4"])):
+        rows = [metrics(runs / "sub" / n) for n in names]
+        finals = [r[-1]["test_acc"] for r in rows]
+        seeds = [r["seed"] for r in group["complete"]]
+        assert seeds == sorted(seeds) and len(set(seeds)) == len(names)
+        assert [r["final"] for r in group["complete"]] == finals
+        assert group["final_mean"] == pytest.approx(statistics.mean(finals), abs=1e-15)
+        assert group["final_se"] == pytest.approx(statistics.stdev(finals) / len(finals) ** 0.5,
+                                                  rel=1e-12)
+        assert group["best_mean"] == pytest.approx(
+            statistics.mean(max(row["test_acc"] for row in r) for r in rows), abs=1e-15)
+    picked = []
+    for name in ("b_s0", "b_s4"):
+        rows = metrics(runs / "sub" / name)
+        best = max(rows, key=lambda row: (row["val_acc"], -row["epoch"]))
+        picked.append(best["test_acc"])
+    assert b["test_at_best_val_mean"] == pytest.approx(statistics.mean(picked), abs=1e-15)
+    assert a["test_at_best_val_mean"] is None
+    assert a["incomplete"] == b["incomplete"] == cut["complete"] == []
+    assert cut["incomplete"] == [{"run": str(runs / "sub" / "cut"), "seed": 5, "epochs_done": 2}]
+    assert cut["final_mean"] is None
+
+
+def test_table_and_errors(script, runs, tmp_path, capsys):
+    assert script.main([str(runs)]) == 0
+    table = capsys.readouterr().out
+    assert table.count("\n| --hidden") == 3 and "| 3 |" in table and "| 2 |" in table
+    assert "2 of 5 epochs" in table
+    assert script.main([str(runs), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert script.main([str(tmp_path / "none")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert script.main([str(tmp_path)]) == 2
+    assert "no checkpoint.h5 found" in capsys.readouterr().err
