@@ -15,17 +15,26 @@ class Evaluation:
     """Metrics of one pass over a labelled set.
 
     accuracy: fraction of samples whose largest v_out (eq. 20) is the label;
-    cross_entropy: mean of eq. 23 over the samples; spikes_per_hidden_neuron:
-    hidden spikes before t_out per hidden neuron and sample;
+    cross_entropy: mean of eq. 23 over the samples; spikes_per_neuron: each
+    hidden neuron's number of spikes before t_out, averaged over the samples
+    (hidden layers concatenated); spikes_per_hidden_neuron: its mean;
     silent_hidden_fraction: fraction of hidden neurons that fire on no sample;
     per_class_accuracy: accuracy on the samples of each label (nan for a label
     with no samples)."""
     accuracy: float
     cross_entropy: float
-    spikes_per_hidden_neuron: float
-    silent_hidden_fraction: float
+    spikes_per_neuron: np.ndarray
     per_class_accuracy: np.ndarray
     samples: int
+
+    @property
+    def spikes_per_hidden_neuron(self) -> float:
+        return float(self.spikes_per_neuron.mean()) if self.spikes_per_neuron.size else 0.0
+
+    @property
+    def silent_hidden_fraction(self) -> float:
+        return float((self.spikes_per_neuron == 0).mean()) if self.spikes_per_neuron.size \
+            else 0.0
 
 
 def evaluate(net: Network, x, y, batch_size=1000, forward=None) -> Evaluation:
@@ -44,8 +53,8 @@ def evaluate(net: Network, x, y, batch_size=1000, forward=None) -> Evaluation:
             return net.forward(x[start:stop])
     n_out = net.sizes[-1]
     correct = np.zeros(n_out, np.int64)
-    loss_sum = spikes = 0.0
-    fired = [np.zeros(n, bool) for n in net.sizes[1:-1]]
+    loss_sum = 0.0
+    spike_sums = np.zeros(sum(net.sizes[1:-1]))
     for start in range(0, y.shape[0], int(batch_size)):
         stop = min(start + int(batch_size), y.shape[0])
         res = forward(start, stop)
@@ -53,15 +62,11 @@ def evaluate(net: Network, x, y, batch_size=1000, forward=None) -> Evaluation:
         hit = res.v_out.argmax(axis=1) == labels
         correct += np.bincount(labels[hit], minlength=n_out)
         loss_sum += softmax_cross_entropy(res.v_out, labels)[0] * labels.shape[0]
-        for layer_fired, counts in zip(fired, res.spike_counts):
-            layer_fired |= (counts > 0).any(axis=0)
-            spikes += float(counts.sum())
-    n_hidden = sum(net.sizes[1:-1])
-    n_fired = sum(int(f.sum()) for f in fired)
+        if res.spike_counts:
+            spike_sums += np.concatenate([c.sum(axis=0) for c in res.spike_counts])
     with np.errstate(invalid="ignore", divide="ignore"):
         per_class = correct / np.bincount(y, minlength=n_out)
     return Evaluation(accuracy=float(correct.sum() / y.shape[0]),
                       cross_entropy=loss_sum / y.shape[0],
-                      spikes_per_hidden_neuron=spikes / (y.shape[0] * max(n_hidden, 1)),
-                      silent_hidden_fraction=1.0 - n_fired / n_hidden if n_hidden else 0.0,
+                      spikes_per_neuron=spike_sums / y.shape[0],
                       per_class_accuracy=per_class, samples=int(y.shape[0]))

@@ -119,18 +119,6 @@ class _Tee:
             st.flush()
 
 
-def spike_statistics(net, x, y, batch_size=1000):
-    """Test accuracy and each hidden neuron's spike count averaged over the samples
-    (hidden layers concatenated)."""
-    correct = 0
-    sums = np.zeros(sum(net.sizes[1:-1]))
-    for i in range(0, x.shape[0], batch_size):
-        res = net.forward(x[i:i + batch_size])
-        correct += int((res.v_out.argmax(axis=1) == y[i:i + batch_size]).sum())
-        sums += np.concatenate([c.sum(axis=0) for c in res.spike_counts])
-    return correct / x.shape[0], sums / x.shape[0]
-
-
 _DATA = {}   # (data_dir, eval_subset) -> Dataset, for repeated main() calls in one process
 
 
@@ -164,7 +152,10 @@ def _write_json(path, obj):
 
 
 def _evaluate_run(run_dir, net, dataset, eval_batch):
-    acc, counts = spike_statistics(net, dataset.x_test, dataset.y_test, eval_batch)
+    from eventsim import evaluate
+
+    metrics = evaluate(net, dataset.x_test, dataset.y_test, eval_batch)
+    acc, counts = metrics.accuracy, metrics.spikes_per_neuron
     tmp = run_dir / "spike_counts.tmp.npy"
     np.save(tmp, counts)
     os.replace(tmp, run_dir / "spike_counts.npy")

@@ -29,6 +29,7 @@ def test_matches_direct_metrics(setup):
         assert m.samples == 23
         assert m.accuracy == np.mean(predicted == y)
         assert m.cross_entropy == pytest.approx(-log_p[np.arange(23), y].mean(), rel=1e-12)
+        np.testing.assert_allclose(m.spikes_per_neuron, counts.mean(axis=0), rtol=1e-14)
         assert m.spikes_per_hidden_neuron == pytest.approx(counts.mean(), rel=1e-12)
         assert m.silent_hidden_fraction == np.mean(~(counts > 0).any(axis=0))
         for c in (0, 1, 3):

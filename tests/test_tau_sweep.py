@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 
+import eventsim as es
+
 
 @pytest.fixture(scope="module")
 def sweep(load_example):
@@ -28,6 +30,8 @@ def test_tau_sweep_end_to_end(sweep, tmp_path, capsys):
     for name in sweep.FIGURES:
         assert (out / name).stat().st_size > 10_000
     rows = read_rows(out)
+    data = es.mnist()
+    x_eval, y_eval = es.latency_encode(data.test_images[:200]), data.test_labels[:200]
     assert list(rows[0])[:8] == ["mode", "tau_i", "tau_v", "seed", "test_acc",
                                  "mean_spikes_per_neuron", "epochs", "train_samples"]
     assert [(r["mode"], float(r["tau_i"]), float(r["tau_v"]), int(r["seed"])) for r in rows] \
@@ -40,6 +44,9 @@ def test_tau_sweep_end_to_end(sweep, tmp_path, capsys):
         run = out / f"{r['mode']}_tau{float(r['tau_i']):g}_seed0"
         counts = np.load(run / "spike_counts.npy")
         assert counts.shape == (20,) and (counts >= 0).all()
+        res = es.Network.load(run / "model.h5").forward(x_eval)
+        np.testing.assert_allclose(counts, res.spike_counts[0].mean(axis=0), rtol=1e-14)
+        assert float(r["test_acc"]) == np.mean(res.v_out.argmax(axis=1) == y_eval)
         assert float(r["mean_spikes_per_neuron"]) == pytest.approx(counts.mean())
         assert json.loads((run / "summary.json").read_text())["epochs"] == 1
         if r["mode"] == "single":
