@@ -11,31 +11,33 @@ from ._math import CLOSED_FORM, ROOT
 METHODS = ("auto", "closed_form", "root")
 
 
-def check_positive(value, name: str) -> float:
-    """A positive finite real number (bools are refused)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
-
-
-def check_nonnegative(value, name: str) -> float:
-    """A finite real number >= 0 (bools are refused)."""
-    message = f"{name} must be a finite number >= 0, got {value!r}"
+def _finite_real(value, message: str) -> float:
+    """float(value) if it is a finite real number (bools are refused), else ValueError."""
     if isinstance(value, (bool, np.bool_)):
         raise ValueError(message)
     try:
         value = float(value)
     except (TypeError, ValueError):
         raise ValueError(message) from None
-    if not math.isfinite(value) or value < 0.0:
+    if not math.isfinite(value):
         raise ValueError(message)
     return value
+
+
+def check_positive(value, name: str) -> float:
+    """A positive finite real number."""
+    message = f"{name} must be a positive finite number, got {value!r}"
+    if _finite_real(value, message) <= 0.0:
+        raise ValueError(message)
+    return float(value)
+
+
+def check_nonnegative(value, name: str) -> float:
+    """A finite real number >= 0."""
+    message = f"{name} must be a finite number >= 0, got {value!r}"
+    if _finite_real(value, message) < 0.0:
+        raise ValueError(message)
+    return float(value)
 
 
 def check_seed(seed) -> int:
