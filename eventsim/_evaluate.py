@@ -37,6 +37,41 @@ class Evaluation:
             else 0.0
 
 
+class Tally:
+    """Running sums of the metrics of Evaluation over batches of forward results
+    of a network with layer sizes ``sizes``."""
+
+    def __init__(self, sizes):
+        self.correct = np.zeros(sizes[-1], np.int64)
+        self.labels_seen = np.zeros(sizes[-1], np.int64)
+        self.loss_sum = 0.0
+        self.spike_sums = np.zeros(sum(sizes[1:-1]))
+        self.samples = 0
+
+    def add(self, res, labels, loss=None):
+        """Count one batch: ForwardResult ``res`` of samples with ``labels``;
+        ``loss`` is its mean loss (default: the cross-entropy of eq. 23)."""
+        n_out = self.correct.shape[0]
+        hit = res.v_out.argmax(axis=1) == labels
+        self.correct += np.bincount(labels[hit], minlength=n_out)
+        self.labels_seen += np.bincount(labels, minlength=n_out)
+        if loss is None:
+            loss = softmax_cross_entropy(res.v_out, labels)[0]
+        self.loss_sum += loss * labels.shape[0]
+        if res.spike_counts:
+            self.spike_sums += np.concatenate([c.sum(axis=0) for c in res.spike_counts])
+        self.samples += labels.shape[0]
+
+    def result(self) -> Evaluation:
+        """The metrics of the batches added so far (at least one sample)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_class = self.correct / self.labels_seen
+        return Evaluation(accuracy=float(self.correct.sum() / self.samples),
+                          cross_entropy=self.loss_sum / self.samples,
+                          spikes_per_neuron=self.spike_sums / self.samples,
+                          per_class_accuracy=per_class, samples=self.samples)
+
+
 def evaluate(net: Network, x, y, batch_size=1000, forward=None) -> Evaluation:
     """Evaluate ``net`` on inputs x (N, n_in), spike times in time units of
     tau, with integer labels y (N,), in batches of ``batch_size`` samples.
@@ -51,22 +86,8 @@ def evaluate(net: Network, x, y, batch_size=1000, forward=None) -> Evaluation:
     if forward is None:
         def forward(start, stop):
             return net.forward(x[start:stop])
-    n_out = net.sizes[-1]
-    correct = np.zeros(n_out, np.int64)
-    loss_sum = 0.0
-    spike_sums = np.zeros(sum(net.sizes[1:-1]))
+    tally = Tally(net.sizes)
     for start in range(0, y.shape[0], int(batch_size)):
         stop = min(start + int(batch_size), y.shape[0])
-        res = forward(start, stop)
-        labels = y[start:stop]
-        hit = res.v_out.argmax(axis=1) == labels
-        correct += np.bincount(labels[hit], minlength=n_out)
-        loss_sum += softmax_cross_entropy(res.v_out, labels)[0] * labels.shape[0]
-        if res.spike_counts:
-            spike_sums += np.concatenate([c.sum(axis=0) for c in res.spike_counts])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_class = correct / np.bincount(y, minlength=n_out)
-    return Evaluation(accuracy=float(correct.sum() / y.shape[0]),
-                      cross_entropy=loss_sum / y.shape[0],
-                      spikes_per_neuron=spike_sums / y.shape[0],
-                      per_class_accuracy=per_class, samples=int(y.shape[0]))
+        tally.add(forward(start, stop), y[start:stop])
+    return tally.result()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._evaluate import evaluate
+from ._evaluate import Tally, evaluate
 from ._io import load_checkpoint, save_checkpoint
 from ._lif import LIF
 from ._malloc import retain_freed_memory
@@ -218,9 +218,7 @@ class Trainer:
             self.x_train.shape[0])[:self.n_train]
         n_batches = (self.n_train + cfg.batch_size - 1) // cfg.batch_size
         bar = _progress(n_batches, f"epoch {self.epoch + 1}/{cfg.epochs}", self.progress)
-        loss_sum = correct = 0.0
-        spikes = 0.0
-        fired = [np.zeros(n, bool) for n in net.sizes[1:-1]]
+        tally = Tally(net.sizes)
         start = time.perf_counter()
         for bi in range(n_batches):
             idx = perm[bi * cfg.batch_size:(bi + 1) * cfg.batch_size]
@@ -231,24 +229,19 @@ class Trainer:
                 raise FloatingPointError(f"training loss became {loss} at epoch "
                                          f"{self.epoch + 1}, batch {bi}; lower --lr or set "
                                          "--min-slope to clip grazing-spike gradients")
-            loss_sum += loss * idx.shape[0]
-            correct += float((res.v_out.argmax(axis=1) == yb).sum())
-            for f_, c in zip(fired, res.spike_counts):
-                f_ |= (c > 0).any(axis=0)
-                spikes += float(c.sum())
+            tally.add(res, yb, loss)
             if bar is not None:
                 bar.update(1)
                 if bi % 20 == 0:
-                    bar.set_postfix(loss=f"{loss_sum / ((bi * cfg.batch_size) + idx.shape[0]):.4f}")
+                    bar.set_postfix(loss=f"{tally.loss_sum / tally.samples:.4f}")
         train_s = time.perf_counter() - start
         if bar is not None:
             bar.close()
-        n_hidden = max(sum(net.sizes[1:-1]), 1)
-        dead = 1.0 - sum(float(f_.sum()) for f_ in fired) / n_hidden if fired else 0.0
-        return {"train_loss": loss_sum / self.n_train, "train_acc": correct / self.n_train,
-                "spikes_per_hidden_neuron": spikes / (self.n_train * n_hidden),
-                "dead_fraction": dead, "samples_per_s": self.n_train / train_s,
-                "epoch_s": train_s}
+        metrics = tally.result()
+        return {"train_loss": tally.loss_sum / tally.samples, "train_acc": metrics.accuracy,
+                "spikes_per_hidden_neuron": metrics.spikes_per_hidden_neuron,
+                "dead_fraction": metrics.silent_hidden_fraction,
+                "samples_per_s": self.n_train / train_s, "epoch_s": train_s}
 
     def _step(self, idx, labels, lr):
         """Forward, loss of eq. 24, backward and an Adam step (skipped if the loss
