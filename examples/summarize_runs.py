@@ -125,7 +125,7 @@ def summarize(run_dirs) -> list[dict]:
         final_mean, final_se = mean_and_se([r["final"] for r in done])
         out.append({
             "setting": setting_label(config),
-            "mode": "single" if config.single_spike else "multi",
+            "mode": "single" if config.single_spike else "multi", "tau_i": config.tau_i,
             "epochs": config.epochs, "runs": len(done),
             "final_mean": final_mean, "final_se": final_se,
             "best_mean": mean_and_se([r["best"] for r in done])[0],
@@ -136,7 +136,8 @@ def summarize(run_dirs) -> list[dict]:
             "incomplete": [{"run": r["run"], "seed": r["seed"], "epochs_done": r["epochs"]}
                            for r in records if not r["complete"]],
         })
-    out.sort(key=lambda g: (g["mode"], g["setting"] != "paper protocol", g["setting"]))
+    out.sort(key=lambda g: (g["mode"], g["setting"] != "paper protocol", g["tau_i"],
+                            g["setting"]))
     return out
 
 
