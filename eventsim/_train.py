@@ -136,6 +136,12 @@ def saved_config(saved: dict) -> TrainConfig:
     return TrainConfig(**{k: (tuple(v) if k == "hidden" else v) for k, v in saved.items()})
 
 
+def best_validation(history) -> dict:
+    """The history row of highest validation accuracy (earliest on ties); {} if none."""
+    rows = [r for r in history if r.get("val_acc") is not None]
+    return max(rows, key=lambda r: r["val_acc"]) if rows else {}
+
+
 def check_same_settings(saved: dict, config: TrainConfig, path):
     """Raise ValueError unless the config saved in checkpoint ``path`` matches
     ``config`` in everything but device, eval_batch_size and (unless the learning
@@ -267,9 +273,7 @@ class Trainer:
         return metrics.accuracy, metrics.cross_entropy
 
     def best_validation(self) -> dict:
-        """The history row of highest validation accuracy (earliest on ties); {} if none."""
-        rows = [r for r in self.history if r.get("val_acc") is not None]
-        return max(rows, key=lambda r: r["val_acc"]) if rows else {}
+        return best_validation(self.history)
 
     def _remaining_epochs(self):
         """Train, evaluate, checkpoint and log each epoch up to config.epochs."""

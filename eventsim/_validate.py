@@ -27,17 +27,19 @@ def _finite_real(value, message: str) -> float:
 def check_positive(value, name: str) -> float:
     """A positive finite real number."""
     message = f"{name} must be a positive finite number, got {value!r}"
-    if _finite_real(value, message) <= 0.0:
+    value = _finite_real(value, message)
+    if value <= 0.0:
         raise ValueError(message)
-    return float(value)
+    return value
 
 
 def check_nonnegative(value, name: str) -> float:
     """A finite real number >= 0."""
     message = f"{name} must be a finite number >= 0, got {value!r}"
-    if _finite_real(value, message) < 0.0:
+    value = _finite_real(value, message)
+    if value < 0.0:
         raise ValueError(message)
-    return float(value)
+    return value
 
 
 def check_seed(seed) -> int:

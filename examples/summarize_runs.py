@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from eventsim._io import load_checkpoint
-from eventsim._train import CHECKPOINT, TrainConfig, saved_config
+from eventsim._train import CHECKPOINT, TrainConfig, best_validation, saved_config
 
 # fields that do not change what a run computes, or that name the run (the seed)
 _NOT_A_SETTING = ("seed", "device", "eval_batch_size")
@@ -65,10 +65,7 @@ def run_record(run_dir: Path) -> dict:
               "final": test[-1], "best": max(test), "best_epoch": int(np.argmax(test)) + 1,
               "spikes_per_hidden_neuron": history[-1]["spikes_per_hidden_neuron"],
               "train_time_s": sum(row["epoch_s"] for row in history),
-              "test_at_best_val": None}
-    val = [row.get("val_acc") for row in history]
-    if config.val_size and None not in val:
-        record["test_at_best_val"] = test[int(np.argmax(val))]   # earliest on ties
+              "test_at_best_val": best_validation(history).get("test_acc")}
     return record
 
 

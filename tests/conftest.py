@@ -32,8 +32,6 @@ settings.register_profile("thorough", max_examples=300, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
-
-
 @pytest.fixture(scope="session")
 def load_example():
     """load_example("plot_traces") imports examples/plot_traces.py as a module."""
