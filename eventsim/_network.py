@@ -19,8 +19,8 @@ from ._lif import LIF
 from ._losses import dead_neuron_flags, dead_neuron_penalty, output_l2, softmax_cross_entropy
 from ._simulate import DEFAULT_MAX_SPIKES, run_layer
 from ._spikes import Spikes
-from ._validate import (check_bool, check_lif, check_max_spikes, check_method, check_nonnegative,
-                        check_seed, check_t_end)
+from ._validate import (check_bool, check_finite, check_lif, check_max_spikes, check_method,
+                        check_nonnegative, check_seed, check_t_end)
 
 INIT_MEAN = 0.03
 INIT_STD = math.sqrt(0.3)
@@ -98,11 +98,10 @@ class Network:
         self.seed = check_seed(seed)
         self.device = device
         self._backend = _select_backend(device)
-        if not (np.isfinite(init_mean) and np.isfinite(init_std) and init_std >= 0.0):
-            raise ValueError(f"need a finite init_mean and a finite init_std >= 0, "
-                             f"got {init_mean!r}, {init_std!r}")
+        init_mean = check_finite(init_mean, "init_mean")
+        init_std = check_nonnegative(init_std, "init_std")
         rng = np.random.default_rng(seed)
-        self._weights = [rng.normal(float(init_mean), float(init_std), (n, m))
+        self._weights = [rng.normal(init_mean, init_std, (n, m))
                          for n, m in zip(sizes[:-1], sizes[1:])]
         self._cap_hint = [1 if single_spike else 16] * (len(sizes) - 2)
 

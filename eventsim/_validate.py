@@ -24,6 +24,11 @@ def _finite_real(value, message: str) -> float:
     return value
 
 
+def check_finite(value, name: str) -> float:
+    """A finite real number."""
+    return _finite_real(value, f"{name} must be a finite number, got {value!r}")
+
+
 def check_positive(value, name: str) -> float:
     """A positive finite real number."""
     message = f"{name} must be a positive finite number, got {value!r}"

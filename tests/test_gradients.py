@@ -264,8 +264,10 @@ def test_initial_weights_follow_init_mean_and_std():
     custom = es.Network([300, 200, 10], es.LIF(0.8, 0.4), seed=1, init_mean=-0.2, init_std=0.1)
     w = custom.weights[1]
     assert abs(w.mean() + 0.2) < 0.01 and abs(w.std() - 0.1) < 0.01
-    with pytest.raises(ValueError, match="init_std"):
+    with pytest.raises(ValueError, match="init_std must be a finite number >= 0"):
         es.Network([5, 7, 3], es.LIF(0.8, 0.4), init_std=-1.0)
+    with pytest.raises(ValueError, match="init_mean must be a finite number"):
+        es.Network([5, 7, 3], es.LIF(0.8, 0.4), init_mean=float("nan"))
 
 
 def test_gradients_do_not_depend_on_earlier_calls():
