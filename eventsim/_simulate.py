@@ -164,9 +164,7 @@ def membrane(times, ids, weights, lif: LIF, out: Spikes, t_eval):
     n_out = weights.shape[1]
     if out.n_neurons != n_out:
         raise ValueError(f"out has {out.n_neurons} neurons but weights has {n_out} columns")
-    t_eval = check_spike_times(t_eval, "t_eval")
-    if np.isinf(t_eval).any():
-        raise ValueError("t_eval must be finite")
+    t_eval = check_spike_times(t_eval, "t_eval", allow_inf=False)
     order = np.lexsort((ids, times))
     times, ids = times[order], ids[order]
     finite = np.isfinite(times)

@@ -66,14 +66,18 @@ def check_t_end(t_end, name: str = "t_end") -> float:
     return check_positive(t_end, name)
 
 
-def check_spike_times(times, name: str = "times") -> np.ndarray:
-    """1-D float64 times: NaN and negative values are errors, +inf means 'never'."""
+def check_spike_times(times, name: str = "times", allow_inf: bool = True) -> np.ndarray:
+    """1-D float64 times: NaN and negative values are errors; +inf means 'never'
+    (spike times) or is an error too (``allow_inf=False``: times to evaluate at)."""
     arr = np.asarray(times)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of spike times, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.number):
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
+    if not allow_inf and not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, found {arr[~np.isfinite(arr)][0]} at index "
+                         f"{int(np.flatnonzero(~np.isfinite(arr))[0])}")
     if np.isnan(arr).any():
         raise ValueError(f"{name} contains NaN at index {int(np.flatnonzero(np.isnan(arr))[0])}; "
                          "use +inf for 'no spike'")

@@ -521,8 +521,9 @@ def test_bad_lif_raises_value_error(kwargs, word):
 def test_membrane_bad_input():
     times, ids, weights, lif = _base()
     out = es.simulate_layer(times, ids, weights, lif)
-    with pytest.raises(ValueError, match="t_eval"):
-        es.membrane(times, ids, weights, lif, out, [np.nan])
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="t_eval must be finite"):
+            es.membrane(times, ids, weights, lif, out, [0.5, bad])
     with pytest.raises(ValueError, match="t_eval"):
         es.membrane(times, ids, weights, lif, out, [-1.0])
     with pytest.raises(ValueError, match="out"):
