@@ -80,7 +80,12 @@ def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path} is not a readable HDF5 file ({err}); it may be truncated "
+                         "or not an eventsim checkpoint") from err
+    with f:
         if "network" not in f.attrs or "weights" not in f:
             raise ValueError(f"{path} is not an eventsim checkpoint (no network/weights)")
         out = {"network": json.loads(f.attrs["network"]), "weights": _read_arrays(f["weights"])}

@@ -220,6 +220,8 @@ class Network:
     def loss(self, res: ForwardResult, labels, dead_penalty=0.01, output_l2_weight=1e-4,
              dead_flags=None):
         """Eq. 24 averaged over the batch; returns (loss, dL/dv_out, [dL/dv_hidden])."""
+        if res.v_out.shape[0] == 0:
+            raise ValueError("the loss of an empty batch is undefined; pass at least one sample")
         labels = self.check_labels(labels, res.v_out.shape[0])
         dead_penalty = check_nonnegative(dead_penalty, "dead_penalty")
         output_l2_weight = check_nonnegative(output_l2_weight, "output_l2")

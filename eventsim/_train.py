@@ -114,6 +114,22 @@ class Dataset:
     y_test: np.ndarray
     n_classes: int = 10
 
+    def __post_init__(self):
+        """Shapes and labels checked once here, not deep inside the first epoch."""
+        for part in ("train", "test"):
+            x, y = np.asarray(getattr(self, f"x_{part}")), np.asarray(getattr(self, f"y_{part}"))
+            setattr(self, f"x_{part}", x)
+            setattr(self, f"y_{part}", y)
+            if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != np.shape(self.x_train)[1]:
+                raise ValueError(f"x_{part} must be a non-empty 2-D array (samples, inputs) "
+                                 f"with as many inputs as x_train, got shape {x.shape}")
+            if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+                raise ValueError(f"y_{part} must hold one integer label per row of x_{part} "
+                                 f"(shape ({x.shape[0]},)), got {y.dtype} of shape {y.shape}")
+            if y.min() < 0 or y.max() >= self.n_classes:
+                raise ValueError(f"y_{part} must lie in [0, {self.n_classes}) (n_classes), "
+                                 f"got min {y.min()}, max {y.max()}")
+
     def split_validation(self, val_size: int):
         """(training part, validation part) of the training set: the last
         ``val_size`` samples are held out, whatever the seed."""

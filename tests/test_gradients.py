@@ -238,6 +238,7 @@ def test_min_slope_clips_gradients():
     (lambda net, x, y: net.loss_and_grad(np.where(x > 0.5, np.nan, x), y), "NaN"),
     (lambda net, x, y: net.loss_and_grad(-x, y), ">= 0"),
     (lambda net, x, y: net.loss_and_grad(x, y[:-1]), "labels must have shape"),
+    (lambda net, x, y: net.loss_and_grad(x[:0], y[:0]), "empty batch"),
     (lambda net, x, y: net.loss_and_grad(x, y, dead_penalty=-0.01), "dead_penalty must be"),
     (lambda net, x, y: net.loss_and_grad(x, y, output_l2=np.nan), "output_l2 must be"),
     (lambda net, x, y: es.Network([5, 7, 3], es.LIF(0.8, 0.4), seed=-1), "seed must be"),

@@ -268,6 +268,23 @@ def test_load_checkpoint_errors(tmp_path):
         f.create_dataset("x", data=[1])
     with pytest.raises(ValueError, match="not an eventsim checkpoint"):
         es.Network.load(tmp_path / "other.h5")
+    (tmp_path / "truncated.h5").write_bytes(b"\x89HDF\r\n")
+    with pytest.raises(ValueError, match="not a readable HDF5 file"):
+        es.Network.load(tmp_path / "truncated.h5")
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(y_train=np.zeros(4, np.int64)), "y_train must hold one integer label per row"),
+    (dict(y_test=np.zeros(3)), "y_test must hold one integer label per row"),
+    (dict(x_test=np.zeros((3, 4))), "x_test must be a non-empty 2-D array"),
+    (dict(x_train=np.zeros((0, 5)), y_train=np.zeros(0, np.int64)), "x_train must be a non-"),
+    (dict(y_train=np.full(5, 10)), r"y_train must lie in \[0, 10\)"),
+])
+def test_dataset_refuses_mismatched_arrays(change, message):
+    arrays = dict(x_train=np.zeros((5, 5)), y_train=np.zeros(5, np.int64),
+                  x_test=np.zeros((3, 5)), y_test=np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match=message):
+        Dataset(**{**arrays, **change})
 
 
 def test_config_validation():
