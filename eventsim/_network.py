@@ -247,6 +247,7 @@ class Network:
         return loss, g_out, g_hidden
 
     def check_labels(self, labels, n) -> np.ndarray:
+        """labels as int64 after checking: shape (n,), integer dtype, in [0, n_out)."""
         labels = np.asarray(labels)
         if labels.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), got {labels.shape}")

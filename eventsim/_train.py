@@ -99,6 +99,7 @@ class TrainConfig:
         return 0.5 * self.lr * (1.0 + np.cos(np.pi * step / total_steps))
 
     def build_network(self, n_in: int, n_out: int) -> Network:
+        """The n_in-hidden-n_out Network these settings describe, freshly initialised."""
         return Network([n_in, *self.hidden, n_out], LIF(self.tau_i, self.tau_v),
                        t_out=self.t_out, single_spike=self.single_spike, seed=self.seed,
                        min_slope=self.min_slope, device=self.device,
@@ -202,6 +203,8 @@ class Trainer:
 
     # ------------------------------------------------------------- checkpoints
     def save(self, path=None):
+        """Write weights, Adam state, epoch, settings and history (atomically) to
+        ``path`` (default ``out_dir/checkpoint.h5``)."""
         if self._resident is not None:
             self._resident.pull()
         save_checkpoint(path or self.out_dir / CHECKPOINT, self.net, self.opt, self.epoch,
@@ -233,7 +236,11 @@ class Trainer:
         os.replace(tmp, self.out_dir / "metrics.csv")
 
     # ------------------------------------------------------------------ training
-    def train_epoch(self):
+    def train_epoch(self) -> dict:
+        """One pass over ``n_train`` training samples, reshuffled with (seed, epoch):
+        a step per minibatch. Returns the epoch's training metrics (train_loss,
+        train_acc, spikes_per_hidden_neuron, dead_fraction, samples_per_s, epoch_s);
+        does not advance ``epoch`` or write anything (``fit`` does)."""
         cfg = self.config
         net = self.net
         perm = np.random.default_rng([cfg.seed, self.epoch]).permutation(
@@ -289,6 +296,7 @@ class Trainer:
         return metrics.accuracy, metrics.cross_entropy
 
     def best_validation(self) -> dict:
+        """The history row of the epoch with the highest val_acc ({} without val_size)."""
         return best_validation(self.history)
 
     def _remaining_epochs(self):
@@ -325,6 +333,10 @@ class Trainer:
                         extra={"config": asdict(self.config), "history": self.history})
 
     def fit(self) -> dict:
+        """Train from ``epoch`` to ``config.epochs``, evaluating on the test (and
+        validation) set, checkpointing and logging after every epoch; saves the
+        final network as ``out_dir/model.h5``. Returns the run's summary (final,
+        best-epoch and best-validation test accuracies, wall time, settings)."""
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
         wall = time.perf_counter()
