@@ -1,5 +1,6 @@
 """Exact gradients of Network.loss_and_grad against finite differences and references."""
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -285,4 +286,24 @@ def test_gradients_do_not_depend_on_earlier_calls():
         other.loss_and_grad(xo, yo)
     _, again = net.loss_and_grad(x, y)
     for g1, g2 in zip(first, again):
+        np.testing.assert_array_equal(g1, g2)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+def test_gradients_do_not_depend_on_the_thread_count():
+    """Samples are accumulated in N_CHUNKS fixed chunks, summed in a fixed order,
+    so one thread and several give bit-identical gradients (a run is reproducible
+    on any machine)."""
+    net = make_net([6, 9, 4], 2.0, False, seed=7)
+    x, y = make_batch(6, 4, 37, seed=7)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        loss_one, one = net.loss_and_grad(x, y)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        loss_all, all_threads = net.loss_and_grad(x, y)
+    finally:
+        numba.set_num_threads(before)
+    assert loss_one == loss_all
+    for g1, g2 in zip(one, all_threads):
         np.testing.assert_array_equal(g1, g2)
