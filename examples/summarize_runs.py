@@ -148,7 +148,7 @@ def format_table(groups) -> str:
     lines = ["| setting | spikes | runs | final (mean +- SE) | final / best epoch per seed "
              "| mean best epoch | mean test at best val |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for g in groups:
+    for g in (g for g in groups if g["runs"]):   # settings with no finished run: below
         per_seed = ", ".join(f"s{r['seed']}: {100 * r['final']:.2f} / {100 * r['best']:.2f}"
                              for r in g["complete"])
         lines.append(f"| {g['setting']} | {g['mode']} | {g['runs']} | "
