@@ -19,8 +19,8 @@ from ._lif import LIF
 from ._losses import dead_neuron_flags, dead_neuron_penalty, output_l2, softmax_cross_entropy
 from ._simulate import DEFAULT_MAX_SPIKES, run_layer
 from ._spikes import Spikes
-from ._validate import (check_bool, check_finite, check_lif, check_max_spikes, check_method,
-                        check_nonnegative, check_seed, check_t_end)
+from ._validate import (check_bool, check_finite, check_labels, check_lif, check_max_spikes,
+                        check_method, check_nonnegative, check_seed, check_t_end)
 
 INIT_MEAN = 0.03
 INIT_STD = math.sqrt(0.3)
@@ -248,15 +248,7 @@ class Network:
 
     def check_labels(self, labels, n) -> np.ndarray:
         """labels as int64 after checking: shape (n,), integer dtype, in [0, n_out)."""
-        labels = np.asarray(labels)
-        if labels.shape != (n,):
-            raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-        if labels.size and (labels.min() < 0 or labels.max() >= self.sizes[-1]):
-            raise ValueError(f"labels must lie in [0, {self.sizes[-1]}), got "
-                             f"min {labels.min()}, max {labels.max()}")
-        return labels.astype(np.int64)
+        return check_labels(labels, n, self.sizes[-1])
 
     def loss_and_grad(self, x, labels, dead_penalty=0.01, output_l2=1e-4, dead_flags=None,
                       wrt_inputs=False):

@@ -18,7 +18,7 @@ from ._lif import LIF
 from ._malloc import retain_freed_memory
 from ._network import Network
 from ._optim import Adam
-from ._validate import check_nonnegative, check_positive, check_seed
+from ._validate import check_labels, check_nonnegative, check_positive, check_seed
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss", "val_acc",
                  "val_loss", "spikes_per_hidden_neuron", "dead_fraction", "samples_per_s",
@@ -124,12 +124,7 @@ class Dataset:
             if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != np.shape(self.x_train)[1]:
                 raise ValueError(f"x_{part} must be a non-empty 2-D array (samples, inputs) "
                                  f"with as many inputs as x_train, got shape {x.shape}")
-            if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
-                raise ValueError(f"y_{part} must hold one integer label per row of x_{part} "
-                                 f"(shape ({x.shape[0]},)), got {y.dtype} of shape {y.shape}")
-            if y.min() < 0 or y.max() >= self.n_classes:
-                raise ValueError(f"y_{part} must lie in [0, {self.n_classes}) (n_classes), "
-                                 f"got min {y.min()}, max {y.max()}")
+            check_labels(y, x.shape[0], self.n_classes, f"y_{part}")
 
     def split_validation(self, val_size: int):
         """(training part, validation part) of the training set: the last

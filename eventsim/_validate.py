@@ -104,6 +104,19 @@ def check_ids(ids, n: int, size: int, name: str = "ids") -> np.ndarray:
     return arr
 
 
+def check_labels(labels, n: int, n_classes: int, name: str = "labels") -> np.ndarray:
+    """Class labels as int64 after checking: shape (n,), integer dtype, in [0, n_classes)."""
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{name} must be integers, got dtype {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"{name} must lie in [0, {n_classes}), got "
+                         f"min {labels.min()}, max {labels.max()}")
+    return labels.astype(np.int64)
+
+
 def check_weights(weights, name: str = "weights", shape=None) -> np.ndarray:
     arr = np.asarray(weights)
     if arr.size and not (np.issubdtype(arr.dtype, np.floating)

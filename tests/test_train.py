@@ -274,8 +274,8 @@ def test_load_checkpoint_errors(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(y_train=np.zeros(4, np.int64)), "y_train must hold one integer label per row"),
-    (dict(y_test=np.zeros(3)), "y_test must hold one integer label per row"),
+    (dict(y_train=np.zeros(4, np.int64)), r"y_train must have shape \(5,\)"),
+    (dict(y_test=np.zeros(3)), "y_test must be integers"),
     (dict(x_test=np.zeros((3, 4))), "x_test must be a non-empty 2-D array"),
     (dict(x_train=np.zeros((0, 5)), y_train=np.zeros(0, np.int64)), "x_train must be a non-"),
     (dict(y_train=np.full(5, 10)), r"y_train must lie in \[0, 10\)"),
