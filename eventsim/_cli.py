@@ -13,6 +13,16 @@ from ._train import CHOICES, TrainConfig
 _DEFAULTS = TrainConfig()
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` appends each flag's default, except where it is None or False
+    (those flags' help texts say what happens when they are left out)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_hidden(text) -> tuple:
     """Command-line hidden sizes: '400' -> (400,), '400,400' -> (400, 400)."""
     try:
@@ -29,9 +39,10 @@ def add_training_flags(p: argparse.ArgumentParser):
     """Flags for the TrainConfig fields that every training script exposes; the
     defaults are the paper's protocol (TrainConfig's defaults)."""
     d = _DEFAULTS
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="samples per Adam step")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     p.add_argument("--lr-schedule", choices=CHOICES["lr_schedule"], default=d.lr_schedule,
                    help="constant (the paper) or cosine decay to 0 over all epochs")
     p.add_argument("--hidden", type=parse_hidden, default=",".join(map(str, d.hidden)),
@@ -41,20 +52,21 @@ def add_training_flags(p: argparse.ArgumentParser):
     p.add_argument("--output-l2", type=float, default=d.output_l2, help="sigma of eq. 24")
     p.add_argument("--penalty-reduction", choices=CHOICES["penalty_reduction"],
                    default=d.penalty_reduction,
-                   help="sum the lambda and sigma terms over the batch (default) or average "
+                   help="sum the lambda and sigma terms over the batch or average "
                         "them like the cross-entropy")
     p.add_argument("--min-slope", type=float, default=d.min_slope,
-                   help="clip dV/dt at crossings from below in the backward pass (0 = exact)")
+                   help="clip dV/dt at crossings from below in the backward pass; 0 is exact")
     p.add_argument("--init-mean", type=float, default=d.init_mean,
                    help="mean of the initial weights")
     p.add_argument("--init-std", type=float, default=d.init_std,
-                   help="std of the initial weights (default: the paper's variance 0.3)")
-    p.add_argument("--device", choices=CHOICES["device"], default=d.device)
+                   help="std of the initial weights; sqrt(0.3) is the paper's variance 0.3")
+    p.add_argument("--device", choices=CHOICES["device"], default=d.device,
+                   help="cpu: parallel numba kernels; cuda: numba.cuda kernels on an NVIDIA GPU")
     p.add_argument("--train-subset", type=int, default=None,
-                   help="use the first N shuffled training samples of each epoch")
+                   help="use the first N shuffled training samples of each epoch (default: all)")
     p.add_argument("--val-size", type=int, default=d.val_size,
                    help="hold out the last N training images for validation: val_acc per "
-                        "epoch, DIR/best.h5 at the best one (default 0: train on all)")
+                        "epoch, DIR/best.h5 at the best one; 0 trains on all")
     p.add_argument("--data-dir", default=None, help="MNIST directory (default: $EVENTSIM_DATA, "
                    "then the repository's data/mnist)")
 

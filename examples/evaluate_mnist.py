@@ -17,15 +17,19 @@ import sys
 import time
 
 import eventsim as es
+from eventsim._cli import HelpFormatter
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("model", help="a file written by the trainer (model.h5, best.h5, "
                                  "checkpoint.h5) or by Network.save")
-    p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="MNIST split to score")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu: numba kernels; cuda: numba.cuda kernels on an NVIDIA GPU")
+    p.add_argument("--batch-size", type=int, default=1000, help="samples per forward pass")
     p.add_argument("--data-dir", default=None, help="MNIST directory (default: $EVENTSIM_DATA, "
                    "then the repository's data/mnist)")
     return p.parse_args(argv)

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eventsim._cli import add_training_flags, training_config
+from eventsim._cli import HelpFormatter, add_training_flags, training_config
 
 PAPER_TAUS = (0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 PAPER_FIG3_TAUS = (0.2, 0.4, 6.4)
@@ -61,21 +61,22 @@ LABELS = {"multi": "multi-spike", "single": "single-spike"}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--taus", type=float, nargs="+", default=list(PAPER_TAUS),
-                   help="tau_I values (default: %(default)s)")
+                   help="tau_I values")
     p.add_argument("--p", type=float, default=2.0,
-                   help="leaky factor p = tau_I / tau_V (default 2: tau_V = tau_I / 2)")
+                   help="leaky factor p = tau_I / tau_V (2: tau_V = tau_I / 2)")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
-                   help="multi-spike and/or single-spike (TTFS) networks (default: both)")
+                   help="multi-spike and/or single-spike (TTFS) networks")
     p.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0],
                    help="initial-weight seeds, one run each (the paper uses 10)")
     add_training_flags(p)
     p.add_argument("--eval-subset", type=int, default=None,
                    help="evaluate on the first N test samples (default: all 10000)")
     p.add_argument("--fig3-taus", type=float, nargs="+", default=list(PAPER_FIG3_TAUS),
-                   help="tau_I values of the Fig. 3 panels (default %(default)s; if some were "
-                        "not run: the smallest, a middle and the largest tau_I run)")
+                   help="tau_I values of the Fig. 3 panels (if some were not run: the "
+                        "smallest, a middle and the largest tau_I run)")
     p.add_argument("--out", default="runs/tau_sweep", help="sweep directory")
     p.add_argument("--plot-only", action="store_true",
                    help="train nothing: rebuild sweep.csv and the figures from DIR")

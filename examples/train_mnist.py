@@ -21,17 +21,19 @@ import sys
 
 import eventsim as es
 from eventsim.datasets import latency_encode, mnist
-from eventsim._cli import add_training_flags, training_config
+from eventsim._cli import HelpFormatter, add_training_flags, training_config
 from eventsim._train import Dataset, Trainer, write_summary
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     add_training_flags(p)
-    p.add_argument("--tau-i", type=float, default=0.8)
+    p.add_argument("--tau-i", type=float, default=0.8, help="synaptic current time constant tau_I")
     p.add_argument("--tau-v", type=float, default=None, help="default: tau_i / 2")
     p.add_argument("--single-spike", action="store_true", help="TTFS restriction")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial weights and of the shuffling")
     p.add_argument("--out", default="runs/mnist", help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.h5")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

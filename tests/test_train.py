@@ -366,6 +366,18 @@ def test_train_mnist_defaults_are_the_paper_protocol():
     assert (config.init_mean, config.init_std ** 2) == (0.03, pytest.approx(0.3))
 
 
+def test_train_mnist_help_states_the_defaults(monkeypatch, capsys):
+    code, cap = run_example(["--help"], monkeypatch, capsys)
+    options = " ".join(cap.out.split("options:")[1].split())  # argparse wraps lines
+    assert code == 0
+    for flag, default in (("--epochs", "100"), ("--batch-size", "100"), ("--lr", "0.001"),
+                          ("--hidden", "400"), ("--dead-penalty", "0.01"),
+                          ("--output-l2", "0.0001"), ("--tau-i", "0.8"), ("--device", "cpu")):
+        flag_help = options.split(f"{flag} ", 1)[1].split(" --", 1)[0]
+        assert f"(default: {default})" in flag_help, flag
+    assert "(default: None)" not in options and "(default: False)" not in options
+
+
 def test_train_mnist_example_reports_bad_settings(tmp_path, monkeypatch, capsys):
     for flags, message in ((["--epochs", "0"], "epochs must be >= 1"),
                            (["--init-std", "-1"], "init_std must be a finite number >= 0"),
