@@ -60,13 +60,18 @@ def add_training_flags(p: argparse.ArgumentParser):
                    help="mean of the initial weights")
     p.add_argument("--init-std", type=float, default=d.init_std,
                    help="std of the initial weights; sqrt(0.3) is the paper's variance 0.3")
-    p.add_argument("--device", choices=CHOICES["device"], default=d.device,
-                   help="cpu: parallel numba kernels; cuda: numba.cuda kernels on an NVIDIA GPU")
     p.add_argument("--train-subset", type=int, default=None,
                    help="use the first N shuffled training samples of each epoch (default: all)")
     p.add_argument("--val-size", type=int, default=d.val_size,
                    help="hold out the last N training images for validation: val_acc per "
                         "epoch, DIR/best.h5 at the best one; 0 trains on all")
+    add_device_and_data_flags(p)
+
+
+def add_device_and_data_flags(p: argparse.ArgumentParser):
+    """--device and --data-dir, shared by the training and evaluation scripts."""
+    p.add_argument("--device", choices=CHOICES["device"], default=_DEFAULTS.device,
+                   help="cpu: parallel numba kernels; cuda: numba.cuda kernels on an NVIDIA GPU")
     p.add_argument("--data-dir", default=None, help="MNIST directory (default: $EVENTSIM_DATA, "
                    "then the repository's data/mnist)")
 

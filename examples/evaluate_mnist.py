@@ -17,7 +17,7 @@ import sys
 import time
 
 import eventsim as es
-from eventsim._cli import HelpFormatter
+from eventsim._cli import HelpFormatter, add_device_and_data_flags
 
 
 def parse_args(argv=None):
@@ -27,11 +27,8 @@ def parse_args(argv=None):
                                  "checkpoint.h5) or by Network.save")
     p.add_argument("--split", choices=("test", "train"), default="test",
                    help="MNIST split to score")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="cpu: numba kernels; cuda: numba.cuda kernels on an NVIDIA GPU")
     p.add_argument("--batch-size", type=int, default=1000, help="samples per forward pass")
-    p.add_argument("--data-dir", default=None, help="MNIST directory (default: $EVENTSIM_DATA, "
-                   "then the repository's data/mnist)")
+    add_device_and_data_flags(p)
     return p.parse_args(argv)
 
 
