@@ -45,6 +45,9 @@ def add_training_flags(p: argparse.ArgumentParser):
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     p.add_argument("--lr-schedule", choices=CHOICES["lr_schedule"], default=d.lr_schedule,
                    help="constant (the paper) or cosine decay to 0 over all epochs")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="decoupled weight decay (AdamW: each step w -= lr * wd * w); "
+                        "0 is the paper's plain Adam")
     p.add_argument("--hidden", type=parse_hidden, default=",".join(map(str, d.hidden)),
                    help="hidden sizes, e.g. 400 or 400,400")
     p.add_argument("--dead-penalty", type=float, default=d.dead_penalty,
@@ -79,7 +82,7 @@ def add_device_and_data_flags(p: argparse.ArgumentParser):
 def training_config(args, **fields) -> TrainConfig:
     """TrainConfig from the flags of ``add_training_flags`` plus ``fields``."""
     return TrainConfig(hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
-                       lr=args.lr, lr_schedule=args.lr_schedule,
+                       lr=args.lr, lr_schedule=args.lr_schedule, weight_decay=args.weight_decay,
                        dead_penalty=args.dead_penalty, output_l2=args.output_l2,
                        penalty_reduction=args.penalty_reduction, min_slope=args.min_slope,
                        init_mean=args.init_mean, init_std=args.init_std, device=args.device,

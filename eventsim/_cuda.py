@@ -264,10 +264,10 @@ def _grad_w_by_position_kernel(position, batch, rows, li_all, grad_w):
 
 
 @cuda.jit
-def _adam_kernel(p, g, m, v, lr, beta1, beta2, eps, c1, c2):
+def _adam_kernel(p, g, m, v, lr, beta1, beta2, eps, c1, c2, weight_decay):
     i = cuda.grid(1)
     if i < p.shape[0]:
-        _adam_update(i, p, g, m, v, lr, beta1, beta2, eps, c1, c2)
+        _adam_update(i, p, g, m, v, lr, beta1, beta2, eps, c1, c2, weight_decay)
 
 
 # ------------------------------------------------------------------ host side
@@ -606,7 +606,7 @@ class ResidentTrainer:
         c1, c2 = opt.next_step()
         _launch(_adam_kernel, self._flat["w"].shape[0], self._flat["w"], self._flat["g"],
                 self._flat["m"], self._flat["v"], float(lr), opt.beta1, opt.beta2, opt.eps,
-                c1, c2)
+                c1, c2, float(opt.weight_decay))
         return loss, res
 
 

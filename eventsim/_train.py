@@ -43,6 +43,7 @@ class TrainConfig:
     batch_size: int = 100
     lr: float = 1e-3
     lr_schedule: str = "constant"       # or "cosine": lr(step) of TrainConfig.learning_rate
+    weight_decay: float = 0.0           # decoupled (AdamW); not in the paper
     dead_penalty: float = 0.01          # lambda of eq. 24
     output_l2: float = 1e-4             # sigma of eq. 24
     penalty_reduction: str = "sum"      # how the lambda and sigma terms meet the batch
@@ -68,7 +69,7 @@ class TrainConfig:
         if int(self.val_size) < 0:
             raise ValueError(f"val_size must be >= 0, got {self.val_size!r}")
         check_positive(self.lr, "lr")
-        for name in ("dead_penalty", "output_l2", "min_slope"):
+        for name in ("dead_penalty", "output_l2", "min_slope", "weight_decay"):
             check_nonnegative(getattr(self, name), name)
         check_seed(self.seed)
         for name, allowed in CHOICES.items():
@@ -145,6 +146,7 @@ def saved_config(saved: dict) -> TrainConfig:
     saved.setdefault("penalty_reduction", "mean")   # checkpoints from before the options
     saved.setdefault("lr_schedule", "constant")
     saved.setdefault("val_size", 0)
+    saved.setdefault("weight_decay", 0.0)
     return TrainConfig(**{k: (tuple(v) if k == "hidden" else v) for k, v in saved.items()})
 
 
@@ -184,7 +186,8 @@ class Trainer:
             n_train = min(n_train, int(config.train_subset))
         self.n_train = n_train
         self.net = config.build_network(data.x_train.shape[1], data.n_classes)
-        self.opt = Adam([w.shape for w in self.net.weights], lr=config.lr)
+        self.opt = Adam([w.shape for w in self.net.weights], lr=config.lr,
+                        weight_decay=config.weight_decay)
         self.history: list[dict] = []
         self.epoch = 0
         retain_freed_memory()  # no page faults for each batch's buffers
@@ -355,6 +358,7 @@ class Trainer:
                 "device": cfg.device, "single_spike": cfg.single_spike, "tau_i": cfg.tau_i,
                 "tau_v": cfg.tau_v, "hidden": list(cfg.hidden), "seed": cfg.seed,
                 "lr_schedule": cfg.lr_schedule, "init_std": cfg.init_std,
+                "weight_decay": cfg.weight_decay,
                 "train_samples": self.n_train}
 
 

@@ -180,3 +180,20 @@ def p1_single_input_first_spike(w, t0, tau, theta=1.0):
     if z < -1.0 / math.e:
         return math.inf
     return t0 - tau * float(np.real(lambertw(z, 0)))
+
+
+def adam_steps(param, grads, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    """Kingma & Ba's Adam with bias correction, as PyTorch's AdamW writes it
+    (decoupled decay: p <- p (1 - lr wd) before the Adam step), over a sequence
+    of gradients; returns (param, m, v) after the last step."""
+    p = np.array(param, dtype=np.float64)
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    for step, g in enumerate(grads, start=1):
+        p = p * (1.0 - lr * weight_decay)
+        m = beta1 * m + (1.0 - beta1) * g
+        v = beta2 * v + (1.0 - beta2) * g ** 2
+        m_hat = m / (1.0 - beta1 ** step)
+        v_hat = v / (1.0 - beta2 ** step)
+        p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return p, m, v

@@ -281,19 +281,20 @@ def _tiny_dataset():
     return Dataset(x, rng.integers(0, 3, 12), x_test, rng.integers(0, 3, 4), n_classes=3)
 
 
-def _tiny_trainer(device, out, single_spike, epochs=2, val_size=0):
+def _tiny_trainer(device, out, single_spike, epochs=2, val_size=0, weight_decay=0.0):
     config = TrainConfig(hidden=(5,), epochs=epochs, batch_size=5, seed=4, device=device,
                          single_spike=single_spike, init_mean=6.0, init_std=3.0,
-                         eval_batch_size=3, lr=0.05, val_size=val_size)
+                         eval_batch_size=3, lr=0.05, val_size=val_size,
+                         weight_decay=weight_decay)
     return Trainer(config, _tiny_dataset(), out, progress=False)
 
 
 @sim_only
-@pytest.mark.parametrize("single", [False, True])
-def test_resident_trainer_matches_cpu_trainer(tmp_path, single):
+@pytest.mark.parametrize("single, weight_decay", [(False, 0.0), (True, 0.0), (False, 0.5)])
+def test_resident_trainer_matches_cpu_trainer(tmp_path, single, weight_decay):
     """device="cuda" training (data, weights and Adam on the GPU) = device="cpu" training."""
-    cpu = _tiny_trainer("cpu", tmp_path / "cpu", single)
-    gpu = _tiny_trainer("cuda", tmp_path / "gpu", single)
+    cpu = _tiny_trainer("cpu", tmp_path / "cpu", single, weight_decay=weight_decay)
+    gpu = _tiny_trainer("cuda", tmp_path / "gpu", single, weight_decay=weight_decay)
     assert gpu._resident is not None
     gpu._resident.cap = 1                       # the spike buffer must grow on the way
     cpu.fit()
