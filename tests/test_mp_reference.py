@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import mpmath as mp
 import numpy as np
 import pytest
 
@@ -32,6 +33,20 @@ def test_mp_neuron_final_potential_matches_srm_formula():
     assert abs(float(v_end) - v_srm[0]) < 1e-13
 
 
+def test_mp_reference_keeps_its_digits_near_p1():
+    """At p = 1 + 2e-30 the two-exponential form cancels 30 digits; with the extra
+    working digits the spike times and V(t_end) still agree with the p = 1
+    formula to the size of the physical difference (~1e-30)."""
+    with mp.workdps(60):
+        tau_i = mp.mpf("0.5") + mp.mpf("1e-30")
+    assert ref.working_digits(tau_i, 0.5) >= ref.DIGITS + 30
+    near, v_near = ref.neuron([0.1, 0.3], [9.0, 4.0], tau_i, 0.5, t_end=2.0)
+    exact, v_exact = ref.neuron([0.1, 0.3], [9.0, 4.0], 0.5, 0.5, t_end=2.0)
+    assert len(near) == len(exact) >= 2
+    assert max(abs(a - b) for a, b in zip(near, exact)) < 1e-25
+    assert abs(v_near - v_exact) < 1e-25
+
+
 def test_mp_kappa_peak_is_the_maximum():
     peak = float(ref.kappa_peak(0.8, 0.4))
     s = np.linspace(0.0, 5.0, 100001)
@@ -42,6 +57,26 @@ def test_spike_times_match_40_digit_reference():
     mismatches, worst, n_spikes = mp_check.check_layers(n_cases=1, seed=1)
     assert n_spikes > 50
     assert mismatches == 0 and worst <= mp_check.TOL_TIME
+
+
+def test_extreme_regimes_match_40_digit_reference():
+    """Stiff and near-degenerate leak ratios, fast and slow time scales, hundreds of
+    spikes per neuron: same counts as the reference, times to 1e-12 of t_end."""
+    mismatches, worst, n_spikes, most = mp_check.check_extreme_layers(
+        n_cases=1, seed=1, max_drive=5.0)
+    assert most > 200  # strongly driven neurons really fire hundreds of times
+    assert mismatches == 0 and worst <= mp_check.TOL_TIME
+
+
+def test_gradients_near_p1_match_40_digit_reference():
+    """p = 1 + 2e-12 and 1 - 2e-7, where V's two-exponential form cancels."""
+    rows = list(mp_check.check_extreme_gradients(n_entries=1, seed=3,
+                                                 taus=mp_check.EXTREME_NET_TAUS[:2]))
+    assert any(counts > 1.0 for *_, counts in rows)
+    for sizes, p, single, loss_err, grad_err, grad_x_err, counts in rows:
+        assert abs(p - 1.0) < 1e-6
+        assert loss_err <= mp_check.TOL_LOSS, (p, single)
+        assert max(grad_err, grad_x_err) <= mp_check.TOL_GRAD, (p, single)
 
 
 def test_grazing_crossings_match_40_digit_reference():

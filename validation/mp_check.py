@@ -1,20 +1,27 @@
 """Engine and gradients vs the 40-digit mpmath references of ``validation.mp_reference``.
 
-    python -m validation.mp_check            # full run (~5 min on one core)
-    python -m validation.mp_check --quick    # CI-sized run (~15 s)
+    python -m validation.mp_check            # full run (~10 min on one core)
+    python -m validation.mp_check --quick    # CI-sized run (~30 s)
 
 Three checks, each against 40-digit arithmetic on the same float64 inputs:
 
 * spike times of ``eventsim.simulate_layer`` on random layers
   (``validation.cases.random_case``), p in {2, 1, 0.5, 3.7, 1.0001, 20},
   multi- and single-spike: no count mismatch, |dt| <= 1e-12;
+* extreme regimes (``check_extreme_layers``): stiff leak ratios (p = 100 and
+  0.01), p = 1 - 2e-7 and 1 + 2e-12, time constants of 1e-3 and 100, drives
+  of up to 60 times threshold (up to thousands of spikes per neuron) and
+  horizons of several time constants: no count mismatch,
+  |dt| <= 1e-12 t_end;
 * grazing crossings: one input whose kernel peak is 1 + eps times threshold,
   eps from 1e-3 down to 1e-12 (and -1e-12: no spike). The crossing time's
   condition number grows like 1/sqrt(eps), so the allowed error is
   1e-14 / sqrt(eps), the effect of a few ulps of V there;
 * ``Network.loss_and_grad`` (cross-entropy, dead-neuron penalty with fixed
   flags, output L2) for 5-7-3 and (not with --quick) 4-6-5-3 networks,
-  p in {2, 1, 0.5, 3}, multi- and single-spike, against 40-digit central differences of the loss,
+  p in {2, 1, 0.5, 3}, and 5-7-3 networks at p = 1 + 2e-12, 1 - 2e-7, 100
+  and 0.01 (``check_extreme_gradients``; --quick: the first two), multi- and
+  single-spike, against 40-digit central differences of the loss,
   w.r.t. weights and input spike times (``wrt_inputs=True``):
   |g - g_ref| <= 1e-12 max|g|, and the loss itself to 1e-13 relative.
 
@@ -24,6 +31,7 @@ Exit status 1 if any expectation fails.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 import time
@@ -41,7 +49,14 @@ TOL_GRAZE = 1e-14
 TOL_GRAD = 1e-12
 TOL_LOSS = 1e-13
 LAYER_TAUS = {**TAUS, 20.0: (2.0, 0.1)}
+#: (tau_i, tau_v, t_end) of check_extreme_layers: p = 100 and 0.01, p = 1 - 2e-7 and
+#: 1 + 2e-12, fast and slow time scales, horizons of several time constants
+EXTREME_TAUS = [(1.0, 0.01, 5.0), (0.01, 1.0, 5.0), (0.5, 0.5 + 1e-7, 5.0),
+                (0.5 + 1e-12, 0.5, 1.0), (0.003, 0.0015, 0.05), (100.0, 50.0, 1.0),
+                (5.0, 0.05, 25.0)]
 NET_TAUS = {2.0: (0.8, 0.4), 1.0: (0.5, 0.5), 0.5: (0.3, 0.6), 3.0: (0.9, 0.3)}
+#: (tau_i, tau_v) of check_extreme_gradients: p = 1 + 2e-12, 1 - 2e-7, 100 and 0.01
+EXTREME_NET_TAUS = [(0.5 + 1e-12, 0.5), (0.5 - 1e-7, 0.5), (1.0, 0.01), (0.01, 1.0)]
 
 
 def check_layers(n_cases: int, seed: int):
@@ -63,6 +78,38 @@ def check_layers(n_cases: int, seed: int):
                 worst = max(worst, dt)
                 n_spikes += sum(map(len, trains))
     return mismatches, worst, n_spikes
+
+
+def check_extreme_layers(n_cases: int, seed: int, max_drive: float = 60.0):
+    """(count mismatches, max |dt| / t_end, spikes compared, most spikes of one neuron)
+    over random two-neuron layers in the regimes of EXTREME_TAUS, drives up to
+    ``max_drive`` times threshold, multi- and single-spike. Layers whose neurons
+    exceed the engine's spike cap (a clear SpikeLimitError) are redrawn."""
+    rng = np.random.default_rng(seed)
+    mismatches, worst, n_spikes, most = 0, 0.0, 0, 0
+    for tau_i, tau_v, t_end in EXTREME_TAUS:
+        lif = es.LIF(tau_i, tau_v)
+        done = 0
+        while done < n_cases:
+            case = random_case(rng, tau_i, tau_v, n_out=2, t_end=t_end,
+                               max_drive=float(rng.uniform(2.0, max_drive)))
+            try:
+                outs = [es.simulate_layer(case.times, case.ids, case.weights, lif,
+                                          t_end=t_end, single_spike=single)
+                        for single in (False, True)]
+            except es.SpikeLimitError:
+                continue
+            done += 1
+            for single, out in zip((False, True), outs):
+                trains = [ref.neuron(case.times, case.weights[case.ids, j], tau_i, tau_v,
+                                     t_end=t_end, single_spike=single)[0]
+                          for j in range(case.n_out)]
+                bad, dt = spike_train_diff(out.times, out.ids, *_flatten(trains), case.n_out)
+                mismatches += bad
+                worst = max(worst, dt / t_end)
+                n_spikes += sum(map(len, trains))
+                most = max([most] + [len(t) for t in trains])
+    return mismatches, worst, n_spikes, most
 
 
 def _flatten(trains):
@@ -109,6 +156,32 @@ def pick_entries(rng, grads, n_per_layer):
     return entries
 
 
+def network_errors(rng, sizes, tau_i, tau_v, single, n_entries, weight_scale=1.0):
+    """(loss rel. error, max |g - g_ref| / max|g| for the weights and for the input
+    times, spikes per hidden neuron) of one random network (``random_network``,
+    weights times ``weight_scale``) against the 40-digit reference."""
+    net = random_network(rng, sizes, tau_i, tau_v, single)
+    net.weights = [w * weight_scale for w in net.weights]
+    x = rng.uniform(0.0, 0.9, (2, sizes[0]))
+    labels = rng.integers(0, sizes[-1], 2)
+    flags = [rng.random(n) < 0.5 for n in sizes[1:-1]]
+    kw = dict(dead_penalty=0.3, output_l2=1e-2)
+    loss, grads, grad_x = net.loss_and_grad(x, labels, dead_flags=flags, wrt_inputs=True, **kw)
+    counts = np.mean([c.mean() for c in net.forward(x).spike_counts])
+    entries = pick_entries(rng, grads, n_entries)
+    x_entries = [(int(rng.integers(x.shape[0])), int(rng.integers(x.shape[1])))
+                 for _ in range(2 * n_entries)]
+    ref_kw = dict(tau_i=tau_i, tau_v=tau_v, single_spike=single, dead_flags=flags, **kw)
+    ref_loss = float(ref.loss(x, labels, net.weights, **ref_kw))
+    ref_grads = ref.loss_gradient(x, labels, net.weights, entries, **ref_kw)
+    ref_grad_x = ref.input_gradient(x, labels, net.weights, x_entries, **ref_kw)
+    scale = max(float(np.abs(g).max()) for g in grads)
+    err = max(abs(grads[l][i, j] - float(g)) for (l, i, j), g in zip(entries, ref_grads))
+    err_x = max(abs(grad_x[b, i] - float(g)) for (b, i), g in zip(x_entries, ref_grad_x))
+    return (abs(loss - ref_loss) / abs(ref_loss), err / scale,
+            err_x / float(np.abs(grad_x).max()), counts)
+
+
 def check_gradients(n_entries: int, seed: int, deep: bool = True):
     """Yields (sizes, p, single, loss rel. error, max |g - g_ref| / max|g| for the weights and
     for the input times, spikes per hidden neuron), one network at a time."""
@@ -116,26 +189,21 @@ def check_gradients(n_entries: int, seed: int, deep: bool = True):
     for sizes in ([5, 7, 3], [4, 6, 5, 3]) if deep else ([5, 7, 3],):
         for p, (tau_i, tau_v) in NET_TAUS.items():
             for single in (False, True):
-                net = random_network(rng, sizes, tau_i, tau_v, single)
-                x = rng.uniform(0.0, 0.9, (2, sizes[0]))
-                labels = rng.integers(0, sizes[-1], 2)
-                flags = [rng.random(n) < 0.5 for n in sizes[1:-1]]
-                kw = dict(dead_penalty=0.3, output_l2=1e-2)
-                loss, grads, grad_x = net.loss_and_grad(x, labels, dead_flags=flags,
-                                                        wrt_inputs=True, **kw)
-                counts = np.mean([c.mean() for c in net.forward(x).spike_counts])
-                entries = pick_entries(rng, grads, n_entries)
-                x_entries = [(int(rng.integers(x.shape[0])), int(rng.integers(x.shape[1])))
-                             for _ in range(2 * n_entries)]
-                ref_kw = dict(tau_i=tau_i, tau_v=tau_v, single_spike=single, dead_flags=flags, **kw)
-                ref_loss = float(ref.loss(x, labels, net.weights, **ref_kw))
-                ref_grads = ref.loss_gradient(x, labels, net.weights, entries, **ref_kw)
-                ref_grad_x = ref.input_gradient(x, labels, net.weights, x_entries, **ref_kw)
-                scale = max(float(np.abs(g).max()) for g in grads)
-                err = max(abs(grads[l][i, j] - float(g)) for (l, i, j), g in zip(entries, ref_grads))
-                err_x = max(abs(grad_x[b, i] - float(g)) for (b, i), g in zip(x_entries, ref_grad_x))
-                yield (sizes, p, single, abs(loss - ref_loss) / abs(ref_loss), err / scale,
-                       err_x / float(np.abs(grad_x).max()), counts)
+                yield (sizes, p, single,
+                       *network_errors(rng, sizes, tau_i, tau_v, single, n_entries))
+
+
+def check_extreme_gradients(n_entries: int, seed: int, taus=None):
+    """As ``check_gradients`` for 5-7-3 networks at the (tau_i, tau_v) of
+    EXTREME_NET_TAUS (or ``taus``), weights scaled by kappa's peak at (0.8, 0.4)
+    over its peak at (tau_i, tau_v) so that the neurons fire about as often."""
+    rng = np.random.default_rng(seed)
+    peak_paper = float(ref.kappa_peak(0.8, 0.4))
+    for tau_i, tau_v in EXTREME_NET_TAUS if taus is None else taus:
+        scale = peak_paper / float(ref.kappa_peak(tau_i, tau_v))
+        for single in (False, True):
+            yield ([5, 7, 3], tau_i / tau_v, single,
+                   *network_errors(rng, [5, 7, 3], tau_i, tau_v, single, n_entries, scale))
 
 
 def main(argv=None) -> int:
@@ -144,6 +212,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     n_cases, n_entries = (1, 1) if args.quick else (15, 4)
+    n_extreme, max_drive = (1, 5.0) if args.quick else (6, 60.0)
     start = time.perf_counter()
     ok = True
 
@@ -152,6 +221,13 @@ def main(argv=None) -> int:
     ok &= row_ok
     print(f"random layers vs 40-digit reference: {n_spikes} spikes, {mismatches} count "
           f"mismatches, max|dt| {worst:.1e}  {'ok' if row_ok else 'FAIL'}", flush=True)
+
+    mismatches, worst, n_spikes, most = check_extreme_layers(n_extreme, args.seed, max_drive)
+    row_ok = mismatches == 0 and worst <= TOL_TIME
+    ok &= row_ok
+    print(f"extreme regimes vs 40-digit reference: {n_spikes} spikes (up to {most} per "
+          f"neuron), {mismatches} count mismatches, max|dt|/t_end {worst:.1e}  "
+          f"{'ok' if row_ok else 'FAIL'}", flush=True)
 
     print("grazing crossings (peak = (1 + eps) threshold):")
     for p, eps, n_got, n_ref, dt, allowed in check_grazing():
@@ -163,13 +239,16 @@ def main(argv=None) -> int:
     print("loss and gradient vs 40-digit central differences:")
     print("  (errors: loss relative; gradients as max|g - g_ref| / max|g|, w.r.t. weights and "
           "input times)")
-    for sizes, p, single, loss_err, grad_err, grad_x_err, counts in check_gradients(
-            n_entries, args.seed, deep=not args.quick):
+    extreme = check_extreme_gradients(n_entries, args.seed,
+                                      EXTREME_NET_TAUS[:2] if args.quick else None)
+    rows = itertools.chain(check_gradients(n_entries, args.seed, deep=not args.quick), extreme)
+    for sizes, p, single, loss_err, grad_err, grad_x_err, counts in rows:
         row_ok = loss_err <= TOL_LOSS and max(grad_err, grad_x_err) <= TOL_GRAD
         ok &= row_ok
-        print(f"  {'-'.join(map(str, sizes)):<9} p={p:<4g} {'single' if single else 'multi':<6} "
-              f"{counts:4.2f} spikes/neuron  loss {loss_err:.1e}  dL/dw {grad_err:.1e}  "
-              f"dL/dx {grad_x_err:.1e}  {'ok' if row_ok else 'FAIL'}", flush=True)
+        print(f"  {'-'.join(map(str, sizes)):<9} {f'p={p:.13g}':<16} "
+              f"{'single' if single else 'multi':<6} {counts:5.2f} spikes/neuron  "
+              f"loss {loss_err:.1e}  dL/dw {grad_err:.1e}  dL/dx {grad_x_err:.1e}  "
+              f"{'ok' if row_ok else 'FAIL'}", flush=True)
 
     print(f"{'PASS' if ok else 'FAIL'} ({time.perf_counter() - start:.0f} s)")
     return 0 if ok else 1

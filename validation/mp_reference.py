@@ -13,6 +13,11 @@ bisection steps place the crossing to about 1e-48 times the interval length.
 At a spike V resets to 0 and I is kept (eqs. 1-4). Everything is in units of
 the time constants' unit (times, tau_I, tau_V) and of the threshold (V).
 
+For p = tau_I/tau_V near 1 the two-exponential form cancels (about
+-log10|1 - 1/p| digits), so every function here works with that many digits
+more than 40 (``working_digits``); without them the reference, not the
+engine, would be the less accurate at p = 1 + 1e-12.
+
 ``loss`` recomputes eq. 24 (cross-entropy of softmax(v_out), dead-neuron
 penalty with given flags, sigma * mean(v_out**2); batch means, as
 ``eventsim.Network.loss_and_grad``) on top of these spike trains, and
@@ -26,8 +31,22 @@ from __future__ import annotations
 import mpmath as mp
 import numpy as np
 
-DIGITS = 40
+DIGITS = 40  # significant digits kept (see working_digits)
 BISECTIONS = 160
+
+
+def working_digits(tau_i, tau_v) -> int:
+    """DIGITS plus the decimal digits that the two-exponential form of V loses to
+    cancellation when tau_i is close to tau_v: a = I0 / (1/tau_V - 1/tau_I) is
+    then large and V = a e^{-s/tau_I} + (V0 - a) e^{-s/tau_V} a small difference
+    of large terms. With them every result keeps about DIGITS significant
+    digits for any p != 1 (p == 1 has its own formula)."""
+    if tau_i == tau_v:
+        return DIGITS
+    with mp.workdps(DIGITS):
+        rate_i, rate_v = 1 / mp.mpf(tau_i), 1 / mp.mpf(tau_v)
+        lost = mp.log10(max(rate_i, rate_v) / abs(rate_v - rate_i))
+    return DIGITS + max(0, int(mp.ceil(lost)))
 
 
 def _potential(s, i0, v0, tau_i, tau_v):
@@ -76,7 +95,7 @@ def neuron(times, weights, tau_i, tau_v, threshold=1, t_end=1, single_spike=Fals
     Inputs at or after t_end (and +inf) are ignored; a spike at exactly t_end
     is not counted. Returns (spike times, V(t_end)) as mpmath numbers.
     """
-    with mp.workdps(DIGITS):
+    with mp.workdps(working_digits(tau_i, tau_v)):
         tau_i, tau_v, threshold, t_end = (mp.mpf(v) for v in (tau_i, tau_v, threshold, t_end))
         events = sorted(((mp.mpf(t), mp.mpf(w)) for t, w in zip(times, weights)
                          if mp.mpf(t) < t_end), key=lambda e: e[0])
@@ -108,7 +127,7 @@ def _kappa(s, tau_i, tau_v):
 
 def kappa_peak(tau_i, tau_v):
     """max_s of the unit-input potential (the kernel's peak), in 40 digits."""
-    with mp.workdps(DIGITS):
+    with mp.workdps(working_digits(tau_i, tau_v)):
         tau_i, tau_v = mp.mpf(tau_i), mp.mpf(tau_v)
         return _kappa(_critical_point(mp.mpf(1), mp.mpf(0), tau_i, tau_v), tau_i, tau_v)
 
@@ -120,7 +139,7 @@ def loss(x, labels, weights, tau_i, tau_v, threshold=1, t_out=1, single_spike=Fa
     x: (B, n_in) input spike times (inf = none); dead_flags: one boolean array
     per hidden layer (needed when dead_penalty != 0).
     """
-    with mp.workdps(DIGITS):
+    with mp.workdps(working_digits(tau_i, tau_v)):
         tau_i, tau_v, t_out = mp.mpf(tau_i), mp.mpf(tau_v), mp.mpf(t_out)
         total = mp.mpf(0)
         for sample, label in zip(x, labels):
@@ -158,7 +177,7 @@ def _central_difference(values, index, evaluate, h):
 
 def loss_gradient(x, labels, weights, entries, step="1e-18", **loss_kwargs):
     """dL/dw at ``entries`` [(layer, i, j), ...] by 40-digit central differences."""
-    with mp.workdps(DIGITS):
+    with mp.workdps(working_digits(loss_kwargs["tau_i"], loss_kwargs["tau_v"])):
         h = mp.mpf(step)
         w_mp = [[[mp.mpf(float(v)) for v in row] for row in np.asarray(w)] for w in weights]
         return [_central_difference(w_mp[layer], (i, j),
@@ -169,7 +188,7 @@ def loss_gradient(x, labels, weights, entries, step="1e-18", **loss_kwargs):
 def input_gradient(x, labels, weights, entries, step="1e-18", **loss_kwargs):
     """dL/d(input spike time) at ``entries`` [(sample, input), ...] by 40-digit central
     differences."""
-    with mp.workdps(DIGITS):
+    with mp.workdps(working_digits(loss_kwargs["tau_i"], loss_kwargs["tau_v"])):
         h = mp.mpf(step)
         x_mp = [[mp.mpf(float(t)) for t in row] for row in np.asarray(x)]
         return [_central_difference(x_mp, (b, i),
