@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ._validate import check_positive
@@ -24,7 +25,8 @@ class LIF:
     Parameters
     ----------
     tau_i, tau_v : float
-        Synaptic-current and membrane time constants, > 0. Any ratio
+        Synaptic-current and membrane time constants, > 0 with finite
+        reciprocals (tau >= ~5.6e-309). Any ratio
         ``p = tau_i / tau_v`` is allowed, including p = 1.
     threshold : float
         Firing threshold, > 0 (the paper uses 1).
@@ -37,6 +39,10 @@ class LIF:
     def __post_init__(self):
         for name in ("tau_i", "tau_v", "threshold"):
             object.__setattr__(self, name, check_positive(getattr(self, name), name))
+        for name in ("tau_i", "tau_v"):
+            if not math.isfinite(1.0 / getattr(self, name)):
+                raise ValueError(f"{name}={getattr(self, name)!r} is too small: its rate "
+                                 f"1/{name} overflows float64; measure time in a smaller unit")
 
     @property
     def p(self) -> float:

@@ -512,6 +512,7 @@ def test_bad_input_raises_value_error(kwargs, word):
     (dict(tau_i=0.0), "tau_i"), (dict(tau_i=-1.0), "tau_i"), (dict(tau_v=0.0), "tau_v"),
     (dict(tau_v=np.nan), "tau_v"), (dict(threshold=0.0), "threshold"),
     (dict(threshold=-2.0), "threshold"), (dict(tau_i="a"), "tau_i"),
+    (dict(tau_i=1e-320), "tau_i=1e-320 is too small"), (dict(tau_v=1e-310), "1/tau_v overflows"),
 ])
 def test_bad_lif_raises_value_error(kwargs, word):
     with pytest.raises(ValueError, match=word):
