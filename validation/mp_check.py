@@ -70,14 +70,21 @@ def check_layers(n_cases: int, seed: int):
             for single in (False, True):
                 out = es.simulate_layer(case.times, case.ids, case.weights, lif,
                                         t_end=case.t_end, single_spike=single)
-                trains = [ref.neuron(case.times, case.weights[case.ids, j], tau_i, tau_v,
-                                     t_end=case.t_end, single_spike=single)[0]
-                          for j in range(case.n_out)]
-                bad, dt = spike_train_diff(out.times, out.ids, *_flatten(trains), case.n_out)
+                bad, dt, counts = _compare_with_reference(case, out, single)
                 mismatches += bad
                 worst = max(worst, dt)
-                n_spikes += sum(map(len, trains))
+                n_spikes += sum(counts)
     return mismatches, worst, n_spikes
+
+
+def _compare_with_reference(case, out, single):
+    """(count mismatches, max |dt|, reference spike count per neuron) of the engine's
+    output ``out`` for ``case`` against the 40-digit reference."""
+    trains = [ref.neuron(case.times, case.weights[case.ids, j], case.tau_i, case.tau_v,
+                         t_end=case.t_end, single_spike=single)[0]
+              for j in range(case.n_out)]
+    bad, dt = spike_train_diff(out.times, out.ids, *_flatten(trains), case.n_out)
+    return bad, dt, [len(train) for train in trains]
 
 
 def check_extreme_layers(n_cases: int, seed: int, max_drive: float = 60.0):
@@ -101,14 +108,11 @@ def check_extreme_layers(n_cases: int, seed: int, max_drive: float = 60.0):
                 continue
             done += 1
             for single, out in zip((False, True), outs):
-                trains = [ref.neuron(case.times, case.weights[case.ids, j], tau_i, tau_v,
-                                     t_end=t_end, single_spike=single)[0]
-                          for j in range(case.n_out)]
-                bad, dt = spike_train_diff(out.times, out.ids, *_flatten(trains), case.n_out)
+                bad, dt, counts = _compare_with_reference(case, out, single)
                 mismatches += bad
                 worst = max(worst, dt / t_end)
-                n_spikes += sum(map(len, trains))
-                most = max([most] + [len(t) for t in trains])
+                n_spikes += sum(counts)
+                most = max([most] + counts)
     return mismatches, worst, n_spikes, most
 
 
