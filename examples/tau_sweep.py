@@ -365,7 +365,7 @@ def plot(out_dir, rows, counts, fig3_taus=PAPER_FIG3_TAUS):
     plt.close(fig)
 
     # Fig. 4: mean spikes per hidden neuron vs tau_I
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = plt.subplots(figsize=(7.8, 4.8))
     for mode in MODES:
         taus, mean, se, n = _stats(rows, mode, "mean_spikes_per_neuron")
         if taus.size:
@@ -383,7 +383,7 @@ def plot(out_dir, rows, counts, fig3_taus=PAPER_FIG3_TAUS):
     plt.close(fig)
 
     # Fig. 5: test accuracy vs tau_I, mean +- standard error over seeds
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = plt.subplots(figsize=(7.8, 4.8))
     for mode in MODES:
         taus, mean, se, n = _stats(rows, mode, "test_acc", scale=100.0)
         if taus.size:
