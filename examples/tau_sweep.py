@@ -29,7 +29,8 @@ raising --epochs continues finished runs up to the new count. Every completed
 run found in DIR goes into DIR/sweep.csv and the three figures
 DIR/fig3_spike_histograms.png, DIR/fig4_spikes_vs_tau.png and
 DIR/fig5_accuracy_vs_tau.png, whose titles state the epochs and sample counts
-used.
+used. Sweeps of different runs may share DIR side by side (e.g. one per core
+with NUMBA_NUM_THREADS=1 and other --taus or --seeds); never two on one run.
 """
 
 from __future__ import annotations
@@ -248,7 +249,7 @@ def collect(out_dir):
 
 def write_csv(out_dir, rows):
     path = Path(out_dir) / "sweep.csv"
-    tmp = path.with_suffix(".csv.tmp")
+    tmp = path.with_name(f"sweep.csv.{os.getpid()}.tmp")   # sweeps may share DIR
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
@@ -318,6 +319,13 @@ def pick_fig3_taus(available, wanted):
     return [available[0], available[len(available) // 2], available[-1]]
 
 
+def _savefig(fig, path):
+    """Write a PNG atomically (sweeps running side by side on one DIR may both plot)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fig.savefig(tmp, dpi=120, format="png")
+    os.replace(tmp, path)
+
+
 def plot(out_dir, rows, counts, fig3_taus=PAPER_FIG3_TAUS):
     import matplotlib
     matplotlib.use("Agg")
@@ -361,7 +369,7 @@ def plot(out_dir, rows, counts, fig3_taus=PAPER_FIG3_TAUS):
     fig.suptitle("Fig. 3: distribution of spikes per hidden neuron (multi-spike)\n" + proto,
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(paths[0], dpi=120)
+    _savefig(fig, paths[0])
     plt.close(fig)
 
     # Fig. 4: mean spikes per hidden neuron vs tau_I
@@ -379,7 +387,7 @@ def plot(out_dir, rows, counts, fig3_taus=PAPER_FIG3_TAUS):
     ax.set_title("Fig. 4: spikes per hidden neuron vs " + r"$\tau_I$" + f" (p = {p_text})\n"
                  + proto, fontsize=10)
     fig.tight_layout()
-    fig.savefig(paths[1], dpi=120)
+    _savefig(fig, paths[1])
     plt.close(fig)
 
     # Fig. 5: test accuracy vs tau_I, mean +- standard error over seeds
@@ -395,7 +403,7 @@ def plot(out_dir, rows, counts, fig3_taus=PAPER_FIG3_TAUS):
     ax.set_title("Fig. 5: test accuracy vs " + r"$\tau_I$" + f" (p = {p_text})\n" + proto,
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(paths[2], dpi=120)
+    _savefig(fig, paths[2])
     plt.close(fig)
     return paths
 
