@@ -272,11 +272,12 @@ def protocol_line(rows):
     for r in rows:
         seeds_per.setdefault((r["mode"], r["tau_i"]), set()).add(r["seed"])
     n_seeds = sorted({len(s) for s in seeds_per.values()})
-    seeds = "/".join(map(str, n_seeds))
+    seeds = _n_text(n_seeds)
     epochs = show("epochs")
     line = (f"784-{show('hidden').replace(',', '-')}-10, {epochs} epoch"
             f"{'' if epochs == '1' else 's'}, {show('train_samples')} train samples/epoch, "
-            f"{show('eval_samples')} test samples, {seeds} seed{'' if seeds == '1' else 's'}")
+            f"{show('eval_samples')} test samples,\n{seeds} seed{'' if seeds == '1' else 's'}"
+            " per point")
     paper = (_values(rows, "epochs") == [PAPER["epochs"]]
              and _values(rows, "train_samples") == [PAPER["train_samples"]]
              and _values(rows, "eval_samples") == [PAPER["eval_samples"]]
