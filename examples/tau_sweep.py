@@ -147,10 +147,23 @@ def _read_json(path):
         return None
 
 
+@contextlib.contextmanager
+def _replacing(path):
+    """Yield a temp file name beside ``path`` that replaces ``path`` once written: an
+    interrupted write never leaves a partial file, and the name is per process, so
+    sweeps sharing DIR side by side cannot clash."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _write_json(path, obj):
-    tmp = Path(path).with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj) + "\n")
-    os.replace(tmp, path)
+    with _replacing(path) as tmp:
+        tmp.write_text(json.dumps(obj) + "\n")
 
 
 def _evaluate_run(run_dir, net, dataset, eval_batch):
@@ -158,9 +171,8 @@ def _evaluate_run(run_dir, net, dataset, eval_batch):
 
     metrics = evaluate(net, dataset.x_test, dataset.y_test, eval_batch)
     acc, counts = metrics.accuracy, metrics.spikes_per_neuron
-    tmp = run_dir / "spike_counts.tmp.npy"
-    np.save(tmp, counts)
-    os.replace(tmp, run_dir / "spike_counts.npy")
+    with _replacing(run_dir / "spike_counts.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, counts)   # a file object: np.save would append .npy to a name
     info = {"test_acc": acc, "eval_samples": int(dataset.x_test.shape[0]),
             "mean_spikes_per_neuron": float(counts.mean()),
             "silent_fraction": float((counts == 0).mean())}
@@ -249,12 +261,10 @@ def collect(out_dir):
 
 def write_csv(out_dir, rows):
     path = Path(out_dir) / "sweep.csv"
-    tmp = path.with_name(f"sweep.csv.{os.getpid()}.tmp")   # sweeps may share DIR
-    with open(tmp, "w", newline="") as f:
+    with _replacing(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
     return path
 
 
@@ -321,10 +331,8 @@ def pick_fig3_taus(available, wanted):
 
 
 def _savefig(fig, path):
-    """Write a PNG atomically (sweeps running side by side on one DIR may both plot)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, dpi=120, format="png")
-    os.replace(tmp, path)
+    with _replacing(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
 
 
 def plot(out_dir, rows, counts, fig3_taus=PAPER_FIG3_TAUS):

@@ -29,7 +29,7 @@ def test_tau_sweep_end_to_end(sweep, tmp_path, capsys):
 
     for name in sweep.FIGURES:
         assert (out / name).stat().st_size > 10_000
-    assert not list(out.glob("*.tmp"))   # csv and figures are written via temp files
+    assert not list(out.rglob("*.tmp"))   # every file is written via a temp file
     rows = read_rows(out)
     data = es.mnist()
     x_eval, y_eval = es.latency_encode(data.test_images[:200]), data.test_labels[:200]
