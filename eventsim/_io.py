@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import h5py
@@ -21,25 +21,36 @@ def network_config(net) -> dict:
             "max_spikes_per_neuron": net.max_spikes, "min_slope": net.min_slope}
 
 
-def atomic_write_h5(path, fill):
-    """Write an HDF5 file by calling fill(h5file) on a temporary file in the same
-    directory, fsync it, then rename it over ``path``: an interrupted write never
-    leaves a partial file at ``path``."""
+@contextlib.contextmanager
+def replacing(path):
+    """Yield a temporary file name beside ``path``; once the ``with`` block has
+    written it, fsync it and rename it over ``path`` (else delete it). An interrupted
+    write never leaves a partial file at ``path``, and the name is per process, so
+    writers sharing a directory side by side cannot clash."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format_version"] = FORMAT_VERSION
-            fill(f)
+        yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path, obj):
+    """Write ``obj`` as one JSON line, atomically (see ``replacing``)."""
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(obj) + "\n")
+
+
+def atomic_write_h5(path, fill):
+    """Write an HDF5 file by calling fill(h5file) on a temporary file, atomically
+    (see ``replacing``)."""
+    with replacing(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format_version"] = FORMAT_VERSION
+        fill(f)
 
 
 def _write_arrays(group, arrays):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -13,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ._evaluate import Tally, evaluate
-from ._io import load_checkpoint, save_checkpoint
+from ._io import load_checkpoint, replacing, save_checkpoint, write_json
 from ._lif import LIF
 from ._malloc import retain_freed_memory
 from ._network import Network
@@ -225,13 +223,10 @@ class Trainer:
         return True
 
     def _write_metrics(self):
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.out_dir / "metrics.csv.tmp"
-        with open(tmp, "w", newline="") as f:
+        with replacing(self.out_dir / "metrics.csv") as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS, restval="")
             writer.writeheader()
             writer.writerows(self.history)
-        os.replace(tmp, self.out_dir / "metrics.csv")
 
     # ------------------------------------------------------------------ training
     def train_epoch(self) -> dict:
@@ -385,7 +380,4 @@ def _progress(total, desc, enabled):
 
 
 def write_summary(out_dir, summary: dict):
-    path = Path(out_dir) / "summary.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary) + "\n")
-    os.replace(tmp, path)
+    write_json(Path(out_dir) / "summary.json", summary)

@@ -40,7 +40,6 @@ import contextlib
 import csv
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from eventsim._cli import HelpFormatter, add_training_flags, training_config
+from eventsim._io import replacing, write_json
 
 PAPER_TAUS = (0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 PAPER_FIG3_TAUS = (0.2, 0.4, 6.4)
@@ -147,36 +147,17 @@ def _read_json(path):
         return None
 
 
-@contextlib.contextmanager
-def _replacing(path):
-    """Yield a temp file name beside ``path`` that replaces ``path`` once written: an
-    interrupted write never leaves a partial file, and the name is per process, so
-    sweeps sharing DIR side by side cannot clash."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_json(path, obj):
-    with _replacing(path) as tmp:
-        tmp.write_text(json.dumps(obj) + "\n")
-
-
 def _evaluate_run(run_dir, net, dataset, eval_batch):
     from eventsim import evaluate
 
     metrics = evaluate(net, dataset.x_test, dataset.y_test, eval_batch)
     acc, counts = metrics.accuracy, metrics.spikes_per_neuron
-    with _replacing(run_dir / "spike_counts.npy") as tmp, open(tmp, "wb") as f:
+    with replacing(run_dir / "spike_counts.npy") as tmp, open(tmp, "wb") as f:
         np.save(f, counts)   # a file object: np.save would append .npy to a name
     info = {"test_acc": acc, "eval_samples": int(dataset.x_test.shape[0]),
             "mean_spikes_per_neuron": float(counts.mean()),
             "silent_fraction": float((counts == 0).mean())}
-    _write_json(run_dir / "eval.json", info)
+    write_json(run_dir / "eval.json", info)
     return info
 
 
@@ -261,7 +242,7 @@ def collect(out_dir):
 
 def write_csv(out_dir, rows):
     path = Path(out_dir) / "sweep.csv"
-    with _replacing(path) as tmp, open(tmp, "w", newline="") as f:
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
@@ -331,7 +312,7 @@ def pick_fig3_taus(available, wanted):
 
 
 def _savefig(fig, path):
-    with _replacing(path) as tmp:
+    with replacing(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
 
 
