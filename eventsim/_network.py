@@ -141,9 +141,11 @@ class Network:
             raise ValueError(f"x must have shape (batch, {self.sizes[0]}), got {np.shape(x)}")
         x = x.astype(np.float64)
         if np.isnan(x).any():
-            raise ValueError("x contains NaN; use np.inf for 'no spike'")
+            sample, neuron = np.argwhere(np.isnan(x))[0]
+            raise ValueError(f"x contains NaN (sample {sample}, input {neuron}); "
+                             "use np.inf for 'no spike'")
         if (x < 0).any():
-            raise ValueError(f"x must be >= 0 (spike times), got min {x.min()!r}")
+            raise ValueError(f"x must be >= 0 (spike times), got min {float(x.min())}")
         return x
 
     def forward(self, x) -> ForwardResult:

@@ -66,8 +66,12 @@ class TrainConfig:
             raise ValueError(f"train_subset must be >= 1, got {self.train_subset!r}")
         if int(self.val_size) < 0:
             raise ValueError(f"val_size must be >= 0, got {self.val_size!r}")
-        check_positive(self.lr, "lr")
-        for name in ("dead_penalty", "output_l2", "min_slope", "weight_decay"):
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must list one or more layer sizes >= 1, got {self.hidden!r}")
+        LIF(self.tau_i, self.tau_v)             # tau_i, tau_v > 0 and finite
+        for name in ("lr", "t_out"):
+            check_positive(getattr(self, name), name)
+        for name in ("dead_penalty", "output_l2", "min_slope", "weight_decay", "init_std"):
             check_nonnegative(getattr(self, name), name)
         check_seed(self.seed)
         for name, allowed in CHOICES.items():

@@ -82,7 +82,7 @@ def check_spike_times(times, name: str = "times", allow_inf: bool = True) -> np.
         raise ValueError(f"{name} contains NaN at index {int(np.flatnonzero(np.isnan(arr))[0])}; "
                          "use +inf for 'no spike'")
     if (arr < 0).any():
-        raise ValueError(f"{name} must be >= 0 (time starts at 0), got {arr.min()!r}")
+        raise ValueError(f"{name} must be >= 0 (time starts at 0), got {float(arr.min())}")
     return arr
 
 

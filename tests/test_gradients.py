@@ -237,6 +237,8 @@ def test_min_slope_clips_gradients():
     (lambda net, x, y: net.loss_and_grad(x, y + 10), "labels"),
     (lambda net, x, y: net.loss_and_grad(x[:, :-1], y), "x must have shape"),
     (lambda net, x, y: net.loss_and_grad(np.where(x > 0.5, np.nan, x), y), "NaN"),
+    (lambda net, x, y: net.loss_and_grad(np.where(np.arange(20).reshape(4, 5) == 7, np.nan, x),
+                                         y), r"NaN \(sample 1, input 2\)"),
     (lambda net, x, y: net.loss_and_grad(-x, y), ">= 0"),
     (lambda net, x, y: net.loss_and_grad(x, y[:-1]), "labels must have shape"),
     (lambda net, x, y: net.loss_and_grad(x[:0], y[:0]), "empty batch"),
