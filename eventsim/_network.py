@@ -19,8 +19,9 @@ from ._lif import LIF
 from ._losses import dead_neuron_flags, dead_neuron_penalty, output_l2, softmax_cross_entropy
 from ._simulate import DEFAULT_MAX_SPIKES, run_layer
 from ._spikes import Spikes
-from ._validate import (check_bool, check_finite, check_labels, check_lif, check_max_spikes,
-                        check_method, check_nonnegative, check_seed, check_t_end)
+from ._validate import (check_bool, check_finite, check_labels, check_layer_sizes, check_lif,
+                        check_max_spikes, check_method, check_nonnegative, check_seed,
+                        check_t_end)
 
 INIT_MEAN = 0.03
 INIT_STD = math.sqrt(0.3)
@@ -84,10 +85,7 @@ class Network:
     def __init__(self, sizes, lif: LIF, t_out=1.0, single_spike=False, seed=0, method="auto",
                  max_spikes_per_neuron=DEFAULT_MAX_SPIKES, min_slope=0.0, device="cpu",
                  init_mean=INIT_MEAN, init_std=INIT_STD):
-        sizes = [int(s) for s in sizes]
-        if len(sizes) < 2 or min(sizes) < 1:
-            raise ValueError(f"sizes must list at least two positive layer sizes, got {sizes}")
-        self.sizes = sizes
+        self.sizes = check_layer_sizes(sizes, "sizes", min_layers=2)
         self.lif = check_lif(lif)
         self.t_out = check_t_end(t_out, "t_out")
         self.single_spike = check_bool(single_spike, "single_spike")

@@ -16,7 +16,8 @@ from ._lif import LIF
 from ._malloc import retain_freed_memory
 from ._network import Network
 from ._optim import Adam
-from ._validate import check_labels, check_nonnegative, check_positive, check_seed
+from ._validate import (check_labels, check_layer_sizes, check_nonnegative, check_positive,
+                        check_seed)
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss", "val_acc",
                  "val_loss", "spikes_per_hidden_neuron", "dead_fraction", "samples_per_s",
@@ -56,7 +57,7 @@ class TrainConfig:
     eval_batch_size: int = 1000
 
     def __post_init__(self):
-        self.hidden = tuple(int(h) for h in self.hidden)
+        self.hidden = tuple(check_layer_sizes(self.hidden, "hidden", min_layers=1))
         if self.tau_v is None:
             self.tau_v = self.tau_i / 2.0
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -66,10 +67,7 @@ class TrainConfig:
             raise ValueError(f"train_subset must be >= 1, got {self.train_subset!r}")
         if int(self.val_size) < 0:
             raise ValueError(f"val_size must be >= 0, got {self.val_size!r}")
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must list one or more layer sizes >= 1, got {self.hidden!r}")
-        LIF(self.tau_i, self.tau_v)             # tau_i, tau_v > 0 and finite
-        for name in ("lr", "t_out"):
+        for name in ("tau_i", "tau_v", "lr", "t_out"):
             check_positive(getattr(self, name), name)
         for name in ("dead_penalty", "output_l2", "min_slope", "weight_decay", "init_std"):
             check_nonnegative(getattr(self, name), name)

@@ -55,6 +55,14 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
+def check_layer_sizes(sizes, name: str, min_layers: int) -> list:
+    """At least ``min_layers`` layer sizes, each an integer >= 1."""
+    sizes = [int(s) for s in sizes]
+    if len(sizes) < min_layers or min(sizes) < 1:
+        raise ValueError(f"{name} must list {min_layers} or more layer sizes >= 1, got {sizes}")
+    return sizes
+
+
 def check_lif(lif):
     from ._lif import LIF
     if not isinstance(lif, LIF):

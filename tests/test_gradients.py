@@ -245,6 +245,8 @@ def test_min_slope_clips_gradients():
     (lambda net, x, y: net.loss_and_grad(x, y, dead_penalty=-0.01), "dead_penalty must be"),
     (lambda net, x, y: net.loss_and_grad(x, y, output_l2=np.nan), "output_l2 must be"),
     (lambda net, x, y: es.Network([5, 7, 3], es.LIF(0.8, 0.4), seed=-1), "seed must be"),
+    (lambda net, x, y: es.Network([5], es.LIF(0.8, 0.4)), "sizes must list 2 or more"),
+    (lambda net, x, y: es.Network([5, 0, 3], es.LIF(0.8, 0.4)), "sizes must list"),
     (lambda net, x, y: es.Network([5, 7, 3], es.LIF(0.8, 0.4), min_slope=np.inf),
      "min_slope must be"),
     (lambda net, x, y: setattr(net, "weights", [np.zeros((5, 7)), np.zeros((3, 7))]),
