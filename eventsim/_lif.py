@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from ._validate import check_positive
+from ._validate import check_positive, check_time_constant
 
 
 @dataclass(frozen=True)
@@ -37,12 +36,9 @@ class LIF:
     threshold: float = 1.0
 
     def __post_init__(self):
-        for name in ("tau_i", "tau_v", "threshold"):
-            object.__setattr__(self, name, check_positive(getattr(self, name), name))
         for name in ("tau_i", "tau_v"):
-            if not math.isfinite(1.0 / getattr(self, name)):
-                raise ValueError(f"{name}={getattr(self, name)!r} is too small: its rate "
-                                 f"1/{name} overflows float64; measure time in a smaller unit")
+            object.__setattr__(self, name, check_time_constant(getattr(self, name), name))
+        object.__setattr__(self, "threshold", check_positive(self.threshold, "threshold"))
 
     @property
     def p(self) -> float:

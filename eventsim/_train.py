@@ -17,7 +17,7 @@ from ._malloc import retain_freed_memory
 from ._network import Network
 from ._optim import Adam
 from ._validate import (check_labels, check_layer_sizes, check_nonnegative, check_positive,
-                        check_seed)
+                        check_seed, check_time_constant)
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss", "val_acc",
                  "val_loss", "spikes_per_hidden_neuron", "dead_fraction", "samples_per_s",
@@ -67,7 +67,9 @@ class TrainConfig:
             raise ValueError(f"train_subset must be >= 1, got {self.train_subset!r}")
         if int(self.val_size) < 0:
             raise ValueError(f"val_size must be >= 0, got {self.val_size!r}")
-        for name in ("tau_i", "tau_v", "lr", "t_out"):
+        for name in ("tau_i", "tau_v"):
+            check_time_constant(getattr(self, name), name)
+        for name in ("lr", "t_out"):
             check_positive(getattr(self, name), name)
         for name in ("dead_penalty", "output_l2", "min_slope", "weight_decay", "init_std"):
             check_nonnegative(getattr(self, name), name)

@@ -38,6 +38,15 @@ def check_positive(value, name: str) -> float:
     return value
 
 
+def check_time_constant(value, name: str) -> float:
+    """A positive finite time constant whose rate 1/value is finite in float64."""
+    value = check_positive(value, name)
+    if not math.isfinite(1.0 / value):
+        raise ValueError(f"{name}={value!r} is too small: its rate 1/{name} overflows "
+                         f"float64; measure time in a smaller unit")
+    return value
+
+
 def check_nonnegative(value, name: str) -> float:
     """A finite real number >= 0."""
     message = f"{name} must be a finite number >= 0, got {value!r}"
