@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
 
 from ._train import CHOICES, TrainConfig
 
@@ -87,3 +90,24 @@ def training_config(args, **fields) -> TrainConfig:
                        penalty_reduction=args.penalty_reduction, min_slope=args.min_slope,
                        init_mean=args.init_mean, init_std=args.init_std, device=args.device,
                        train_subset=args.train_subset, val_size=args.val_size, **fields)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM (``kill``, a batch scheduler's time limit) stops a
+    run the way Ctrl-C does: as a KeyboardInterrupt, so that a checkpoint being
+    written is discarded, the last complete one is kept and the script says how
+    to resume. The previous handler is restored on exit. Signal handlers can
+    only be set from the main thread; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -211,12 +211,18 @@ class Trainer:
                         {"config": asdict(self.config), "history": self.history})
 
     def resume(self) -> bool:
-        """Load out_dir/checkpoint.h5 if present; returns whether it did."""
+        """Load out_dir/checkpoint.h5 if present; returns whether it did. Raises
+        ValueError if it was trained with other settings or for more epochs than
+        ``config.epochs``."""
         path = self.out_dir / CHECKPOINT
         if not path.is_file():
             return False
         data = load_checkpoint(path)
         check_same_settings(data["extra"]["config"], self.config, path)
+        if data["epoch"] > self.config.epochs:
+            raise ValueError(f"{path} already holds {data['epoch']} epochs, more than "
+                             f"--epochs {self.config.epochs}; raise --epochs or use another "
+                             "--out")
         self.net.weights = data["weights"]
         self.opt.load_state_dict(data["adam"])
         self.epoch = data["epoch"]

@@ -46,7 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eventsim._cli import HelpFormatter, add_training_flags, training_config
+from eventsim._cli import (HelpFormatter, add_training_flags, sigterm_as_interrupt,
+                           training_config)
 from eventsim._io import replacing, write_json
 
 PAPER_TAUS = (0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
@@ -181,10 +182,7 @@ def train_one(args, mode, tau_i, seed, dataset):
         return "re-evaluated", _evaluate_run(run_dir, net, dataset, config.eval_batch_size)
 
     trainer = Trainer(config, dataset, run_dir, progress=args.progress)
-    resumed = trainer.resume()   # raises ValueError if the checkpoint has other settings
-    if trainer.epoch > config.epochs:
-        raise ValueError(f"{run_dir} already holds {trainer.epoch} epochs, more than "
-                         f"--epochs {config.epochs}; raise --epochs or use another --out")
+    resumed = trainer.resume()   # ValueError: other settings or more epochs in the checkpoint
     start_epoch = trainer.epoch
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "train.log", "a") as log:
@@ -440,7 +438,8 @@ def main(argv=None) -> int:
                 f"seed={seed}:")
         start = time.perf_counter()
         try:
-            status, info = train_one(args, mode, tau, seed, dataset)
+            with sigterm_as_interrupt():
+                status, info = train_one(args, mode, tau, seed, dataset)
         except FloatingPointError as exc:   # one diverged run must not stop the sweep
             print(f"{head} FAILED: {exc}", flush=True)
             failed.append(run_name(mode, tau, seed))
@@ -448,7 +447,7 @@ def main(argv=None) -> int:
         except (ValueError, FileNotFoundError) as exc:   # settings clash with DIR
             print(f"{head} error: {exc}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM
             print(f"\n{head} interrupted; its last complete epoch is in "
                   f"{out / run_name(mode, tau, seed) / 'checkpoint.h5'}. Rerun the same "
                   "command to resume the sweep.", file=sys.stderr)

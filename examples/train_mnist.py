@@ -21,7 +21,8 @@ import sys
 
 import eventsim as es
 from eventsim.datasets import latency_encode, mnist
-from eventsim._cli import HelpFormatter, add_training_flags, training_config
+from eventsim._cli import (HelpFormatter, add_training_flags, sigterm_as_interrupt,
+                           training_config)
 from eventsim._train import Dataset, Trainer, write_summary
 
 
@@ -49,10 +50,12 @@ def main(argv=None) -> int:
         dataset = Dataset(latency_encode(data.train_images), data.train_labels,
                           latency_encode(data.test_images), data.test_labels)
         trainer = Trainer(config, dataset, args.out, progress=not args.no_progress)
-    except (es.DataError, RuntimeError, ValueError) as err:  # bad flag, missing data, no GPU
+        resumed = args.resume and trainer.resume()
+    except (es.DataError, RuntimeError, ValueError) as err:
+        # bad flag, missing data, no GPU, a checkpoint with other settings or more epochs
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.resume and trainer.resume():
+    if resumed:
         print(f"resumed from {args.out}/checkpoint.h5 after epoch {trainer.epoch}", flush=True)
     elif not args.resume and (trainer.out_dir / "checkpoint.h5").exists():
         print(f"error: {args.out} already holds a checkpoint; pass --resume to continue it "
@@ -64,8 +67,9 @@ def main(argv=None) -> int:
           f"{trainer.n_train} training samples/epoch, epochs {trainer.epoch + 1}..{config.epochs}",
           flush=True)
     try:
-        summary = trainer.fit()
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():
+            summary = trainer.fit()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         print(f"\ninterrupted: the last complete epoch ({trainer.epoch}) is saved in "
               f"{args.out}/checkpoint.h5; continue with --resume", file=sys.stderr)
         return 130

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -42,3 +43,26 @@ def load_example():
         spec.loader.exec_module(module)
         return module
     return load
+
+
+@pytest.fixture
+def sigterm_after_first_checkpoint(monkeypatch):
+    """Makes Trainer.save send this process SIGTERM, as ``kill`` would, right
+    after the first checkpoint is written (later saves are left alone). If the
+    script under test has not installed a SIGTERM handler of its own by then,
+    the test fails instead of pytest being killed. Returns the SIGTERM handler
+    that was in place before."""
+    from eventsim._train import Trainer
+
+    real_save = Trainer.save
+    before = signal.getsignal(signal.SIGTERM)
+
+    def save_then_sigterm(self, path=None):
+        real_save(self, path)
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN, before):
+            raise AssertionError("training runs without its own SIGTERM handler")
+        monkeypatch.setattr(Trainer, "save", real_save)   # only once
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Trainer, "save", save_then_sigterm)
+    return before

@@ -2,11 +2,13 @@
 
 import csv
 import json
+import signal
 
 import numpy as np
 import pytest
 
 import eventsim as es
+from eventsim import _io
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +108,22 @@ def test_tau_sweep_resumes_from_checkpoint(sweep, tmp_path, capsys):
     assert [int(r["epochs"]) for r in read_rows(out)] == [2]
     assert sweep.main(base + ["--epochs", "1"]) == 2   # fewer epochs than trained: refused
     assert "more than --epochs 1" in capsys.readouterr().err
+
+
+def test_tau_sweep_stops_on_sigterm(sweep, tmp_path, capsys, sigterm_after_first_checkpoint):
+    """SIGTERM during a run stops the sweep like Ctrl-C, keeping that run's last
+    checkpoint; the same command then resumes and finishes it."""
+    out = tmp_path / "sweep"
+    argv = ["--taus", "0.8", "--modes", "multi", "--train-subset", "100", "--eval-subset",
+            "100", "--hidden", "10", "--epochs", "2", "--out", str(out)]
+    assert sweep.main(argv) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == sigterm_after_first_checkpoint
+    run = out / "multi_tau0.8_seed0"
+    assert _io.load_checkpoint(run / "checkpoint.h5")["epoch"] == 1
+    assert not (run / "summary.json").exists()
+    assert sweep.main(argv) == 0
+    assert "resumed after epoch 1, trained epoch 2;" in capsys.readouterr().out
 
 
 def test_sweep_passes_training_flags_to_its_runs(sweep):

@@ -2,6 +2,7 @@
 
 import json
 import runpy
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -147,6 +148,14 @@ def test_resume_refuses_other_settings(small_data, tmp_path):
                     progress=False)
     with pytest.raises(ValueError, match="lr"):
         other.resume()
+    longer = Trainer(small_config(train_subset=200, epochs=2), small_data, tmp_path,
+                     progress=False)
+    assert longer.resume() and longer.epoch == 1   # more epochs than saved: continues
+    longer.fit()
+    shorter = Trainer(small_config(train_subset=200, epochs=1), small_data, tmp_path,
+                      progress=False)
+    with pytest.raises(ValueError, match="already holds 2 epochs, more than --epochs 1"):
+        shorter.resume()
 
 
 def test_checkpoint_without_penalty_reduction_resumes_as_mean(small_data, tmp_path):
@@ -342,10 +351,33 @@ def test_train_mnist_example_resumes(tmp_path, monkeypatch, capsys):
     assert code == 0 and "resumed" in cap.out
     assert json.loads(cap.out.strip().splitlines()[-1])["epochs"] == 2
     assert len((out / "metrics.csv").read_text().splitlines()) == 3
+    for flags, message in ((["--epochs", "1"], "already holds 2 epochs, more than --epochs 1"),
+                           (["--epochs", "3", "--lr", "0.002"], "trained with lr=0.001")):
+        code, cap = run_example([*flags, "--resume", *common], monkeypatch, capsys)
+        assert code == 2 and cap.err.startswith("error:") and message in cap.err
+        assert "Traceback" not in cap.err
     net = es.Network.load(out / "model.h5")
     assert net.sizes == [784, 30, 10]
     saved = _io.load_checkpoint(out / "model.h5")
     assert saved["extra"]["config"]["lr"] == 1e-3 and saved["epoch"] == 2
+
+
+def test_train_mnist_example_stops_on_sigterm(tmp_path, monkeypatch, capsys,
+                                              sigterm_after_first_checkpoint):
+    """SIGTERM after the first epoch's checkpoint stops the script like Ctrl-C:
+    exit code 130, a note on --resume, the previous SIGTERM handler back in
+    place, that checkpoint intact and no temp files; --resume then finishes."""
+    out = tmp_path / "run"
+    flags = ["--epochs", "2", "--hidden", "20", "--train-subset", "200", "--out", str(out),
+             "--no-progress"]
+    code, cap = run_example(flags, monkeypatch, capsys)
+    assert code == 130 and "--resume" in cap.err and "Traceback" not in cap.err
+    assert signal.getsignal(signal.SIGTERM) == sigterm_after_first_checkpoint
+    assert _io.load_checkpoint(out / "checkpoint.h5")["epoch"] == 1
+    assert {p.name for p in out.iterdir()} <= {"checkpoint.h5", "metrics.csv"}
+    code, cap = run_example([*flags, "--resume"], monkeypatch, capsys)
+    assert code == 0 and json.loads(cap.out.strip().splitlines()[-1])["epochs"] == 2
+    assert len((out / "metrics.csv").read_text().splitlines()) == 3
 
 
 def test_train_mnist_example_reports_missing_data(tmp_path, monkeypatch, capsys):
