@@ -124,8 +124,8 @@ def test_cosine_learning_rate():
     ("epochs", 0), ("batch_size", 0), ("train_subset", 0), ("val_size", -1),
     ("lr", 0.0), ("lr", np.inf), ("dead_penalty", -0.01), ("dead_penalty", np.nan),
     ("output_l2", np.inf), ("min_slope", -1.0), ("weight_decay", -1e-4), ("seed", -3),
-    ("seed", 1.5), ("tau_i", 0.0), ("tau_i", np.nan), ("tau_v", -0.4), ("tau_v", 1e-310), ("t_out", 0.0),
-    ("init_std", -0.1), ("hidden", (400, 0)), ("hidden", ()),
+    ("seed", 1.5), ("tau_i", 0.0), ("tau_i", np.nan), ("tau_v", -0.4), ("tau_v", 1e-310),
+    ("t_out", 0.0), ("init_std", -0.1), ("hidden", (400, 0)), ("hidden", ()),
     ("device", "gpu"), ("penalty_reduction", "max"),
 ])
 def test_config_refuses_bad_values(field, value):
