@@ -422,6 +422,7 @@ def main(argv=None) -> int:
         return 0 if finish(args) else 1
     out.mkdir(parents=True, exist_ok=True)
     import eventsim as es
+    from eventsim._train import CHECKPOINT
 
     jobs = [(mode, tau, seed) for mode in args.modes for tau in args.taus for seed in args.seeds]
     t0 = time.perf_counter()
@@ -449,7 +450,7 @@ def main(argv=None) -> int:
             return 2
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM
             print(f"\n{head} interrupted; its last complete epoch is in "
-                  f"{out / run_name(mode, tau, seed) / 'checkpoint.h5'}. Rerun the same "
+                  f"{out / run_name(mode, tau, seed) / CHECKPOINT}. Rerun the same "
                   "command to resume the sweep.", file=sys.stderr)
             return 130
         print(f"{head} {status}; test acc {100 * info['test_acc']:.2f}%, "

@@ -23,7 +23,7 @@ import eventsim as es
 from eventsim.datasets import latency_encode, mnist
 from eventsim._cli import (HelpFormatter, add_training_flags, sigterm_as_interrupt,
                            training_config)
-from eventsim._train import Dataset, Trainer, write_summary
+from eventsim._train import CHECKPOINT, Dataset, Trainer, write_summary
 
 
 def parse_args(argv=None):
@@ -56,8 +56,9 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if resumed:
-        print(f"resumed from {args.out}/checkpoint.h5 after epoch {trainer.epoch}", flush=True)
-    elif not args.resume and (trainer.out_dir / "checkpoint.h5").exists():
+        print(f"resumed from {trainer.out_dir / CHECKPOINT} after epoch {trainer.epoch}",
+              flush=True)
+    elif not args.resume and (trainer.out_dir / CHECKPOINT).exists():
         print(f"error: {args.out} already holds a checkpoint; pass --resume to continue it "
               "or choose another --out", file=sys.stderr)
         return 2
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
             summary = trainer.fit()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         print(f"\ninterrupted: the last complete epoch ({trainer.epoch}) is saved in "
-              f"{args.out}/checkpoint.h5; continue with --resume", file=sys.stderr)
+              f"{trainer.out_dir / CHECKPOINT}; continue with --resume", file=sys.stderr)
         return 130
     write_summary(args.out, summary)
     print(json.dumps(summary), flush=True)
