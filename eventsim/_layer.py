@@ -57,7 +57,8 @@ def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
 
     One thread per sample; the neurons of a sample advance together, input by
     input, in a loop the compiler vectorises: I += w[i_k, :], then the linear
-    closed-form step over the interval. Neurons for which the sound filter
+    closed-form step over the interval (skipped between simultaneous inputs,
+    as in ``neuron_forward``). Neurons for which the sound filter
     ``needs_exact`` (here in branch-free form) fires are redone exactly from their saved state by
     ``exact_interval`` (the same code as the CUDA path), so no spike can be
     missed and the result is bit-identical to ``neuron_forward``.
@@ -83,6 +84,11 @@ def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
         stop = ptr[s + 1]
         for k in range(ptr[s], stop):
             row = w[ids[k]]
+            t1 = times[k + 1] if k + 1 < stop else t_end
+            if t1 == times[k]:  # simultaneous inputs: the currents add, V does not move
+                for j in range(n_out):
+                    cur[j] += row[j]
+                continue
             e_a = ea[k]
             e_b = eb[k]
             kp = kap[k]
@@ -104,7 +110,6 @@ def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
                 n_hot += hot
             if n_hot == 0:
                 continue
-            t1 = times[k + 1] if k + 1 < stop else t_end
             for j in range(n_out):
                 if is_hot[j]:
                     v[j], cur[j], cnt[j], can_fire[j] = exact_interval(

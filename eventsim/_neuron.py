@@ -109,7 +109,9 @@ def neuron_forward(j, times, ids, ea, eb, kap, kmax, start, stop, t_end, w, a, b
     """Exact event scan of neuron j (paper eqs. 11-19, any p).
 
     At each input the current jumps by w; over the following interval the state
-    is propagated in closed form. An interval is examined exactly
+    is propagated in closed form. Inputs at the same time only add their
+    currents: the zero-length interval between them leaves V and I as they are
+    (e^0 = 1, kappa(0) = 0). An interval is examined exactly
     (``exact_interval``) only when the sound filter ``needs_exact`` says a
     spike may hide in it (``eventsim._layer.layer_forward`` inlines the same
     test in branch-free form; keep the two in step). In single-spike mode the
@@ -123,6 +125,9 @@ def neuron_forward(j, times, ids, ea, eb, kap, kmax, start, stop, t_end, w, a, b
     can_fire = True
     for k in range(start, stop):
         c0 = cur + w[ids[k], j]
+        if k + 1 < stop and times[k + 1] == times[k]:
+            cur = c0  # simultaneous inputs: the currents add, V does not move
+            continue
         v0 = v
         v = v0 * eb[k] + c0 * kap[k]
         cur = c0 * ea[k]
