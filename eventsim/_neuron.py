@@ -125,14 +125,14 @@ def neuron_forward(j, times, ids, ea, eb, kap, kmax, start, stop, t_end, w, a, b
     can_fire = True
     for k in range(start, stop):
         c0 = cur + w[ids[k], j]
-        if k + 1 < stop and times[k + 1] == times[k]:
-            cur = c0  # simultaneous inputs: the currents add, V does not move
+        t1 = times[k + 1] if k + 1 < stop else t_end
+        if t1 == times[k]:  # simultaneous inputs: the currents add, V does not move
+            cur = c0
             continue
         v0 = v
         v = v0 * eb[k] + c0 * kap[k]
         cur = c0 * ea[k]
         if can_fire and needs_exact(v0, c0, v, cur, kmax[k], b, theta):
-            t1 = times[k + 1] if k + 1 < stop else t_end
             v, cur, n, can_fire = exact_interval(v0, c0, v, cur, times[k], t1, t_end, ea[k],
                                                  eb[k], kap[k], kmax[k], a, b, theta, method,
                                                  single_spike, max_spikes, n, out_t, out_dv)
