@@ -147,7 +147,9 @@ class Network:
         return x
 
     def forward(self, x) -> ForwardResult:
-        """Exact forward pass on a batch of latency-coded inputs x (B, n_in)."""
+        """Exact forward pass on a batch of latency-coded inputs x (B, n_in).
+
+        A 1-D x is one sample (B = 1)."""
         x = self.check_inputs(x)
         be = self._backend
         lif, t_out = self.lif, self.t_out

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from ._lif import LIF
 from ._math import first_crossing, jit, kappa
 from ._simulate import DEFAULT_MAX_SPIKES, SpikeLimitError, prepare_inputs
-from ._spikes import Spikes, make_spikes
+from ._spikes import Spikes
 from ._validate import (check_bool, check_ids, check_lif, check_max_spikes, check_method,
                         check_spike_times, check_t_end)
 
@@ -208,4 +208,4 @@ def simulate_network(times, ids, w_in, w_rec, lif: LIF, t_end, delay=0.0, single
         raise SpikeLimitError(
             f"neuron {status - 1} fired more than max_spikes_per_neuron={max_spikes} times "
             "before t_end; check the weights' scale or raise max_spikes_per_neuron")
-    return make_spikes(out_t, out_j, n_neurons)
+    return Spikes(out_t, out_j, n_neurons)

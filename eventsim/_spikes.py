@@ -6,10 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validate import check_spike_times
+
 
 @dataclass(frozen=True)
 class Spikes:
     """Spikes of a population, sorted by time then neuron id.
+
+    ``Spikes(times, ids, n_neurons)`` checks its arguments (finite times >= 0,
+    integer ids in [0, n_neurons), one per time) and sorts them by (time, id).
 
     Attributes
     ----------
@@ -21,6 +26,33 @@ class Spikes:
     times: np.ndarray
     ids: np.ndarray
     n_neurons: int
+
+    def __post_init__(self):
+        """Check the fields (finite times >= 0, one integer id in [0, n_neurons) per
+        spike) and sort the spikes by (time, id) if they are not already."""
+        n_neurons = self.n_neurons
+        if isinstance(n_neurons, (bool, np.bool_)) or not isinstance(n_neurons, (int, np.integer)) \
+                or n_neurons < 0:
+            raise ValueError(f"n_neurons must be an integer >= 0, got {n_neurons!r}")
+        times = check_spike_times(self.times, "Spikes.times", allow_inf=False)
+        ids = np.asarray(self.ids)
+        if ids.shape != times.shape:
+            raise ValueError(f"Spikes.ids must have one entry per spike time {times.shape}, "
+                             f"got shape {ids.shape}")
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"Spikes.ids must have an integer dtype, got {ids.dtype}")
+        ids = ids.astype(np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= n_neurons):
+            raise ValueError(f"Spikes.ids must lie in [0, {n_neurons}) (n_neurons), found "
+                             f"{int(ids[(ids < 0) | (ids >= n_neurons)][0])}")
+        later = times[1:] > times[:-1]
+        tied = (times[1:] == times[:-1]) & (ids[1:] >= ids[:-1])
+        if not np.all(later | tied):
+            order = np.lexsort((ids, times))
+            times, ids = times[order], ids[order]
+        object.__setattr__(self, "times", times)
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "n_neurons", int(n_neurons))
 
     def __len__(self) -> int:
         return int(self.times.shape[0])
@@ -41,11 +73,3 @@ class Spikes:
 
     def __repr__(self) -> str:
         return f"Spikes(n_spikes={len(self)}, n_neurons={self.n_neurons})"
-
-
-def make_spikes(times, ids, n_neurons: int) -> Spikes:
-    """Build a Spikes object, sorting by (time, id)."""
-    times = np.asarray(times, dtype=np.float64)
-    ids = np.asarray(ids, dtype=np.int64)
-    order = np.lexsort((ids, times))
-    return Spikes(times[order], ids[order], int(n_neurons))

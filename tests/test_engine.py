@@ -534,6 +534,41 @@ def test_membrane_bad_input():
                     [0.5])
 
 
+@pytest.mark.parametrize("times, ids, n_neurons, word", [
+    ([0.1, np.nan], [0, 1], 2, "finite, found nan"),
+    ([0.1, np.inf], [0, 1], 2, "finite"),
+    ([-0.1, 0.2], [0, 1], 2, ">= 0"),
+    ([0.1, 0.2], [0, 2], 2, r"ids must lie in \[0, 2\)"),
+    ([0.1, 0.2], [0, -1], 2, "ids must lie"),
+    ([0.1, 0.2], [0.0, 1.0], 2, "integer dtype"),
+    ([0.1, 0.2], [0], 2, "one entry per spike"),
+    ([0.1, 0.2], [0, 1], -1, "n_neurons"),
+    ([0.1, 0.2], [0, 1], 2.0, "n_neurons"),
+])
+def test_spikes_rejects_bad_fields(times, ids, n_neurons, word):
+    with pytest.raises(ValueError, match=word):
+        es.Spikes(np.asarray(times), np.asarray(ids), n_neurons)
+
+
+def test_spikes_sorts_by_time_then_id():
+    spikes = es.Spikes(np.array([0.5, 0.1, 0.5, 0.3]), np.array([2, 1, 0, 2]), 3)
+    np.testing.assert_array_equal(spikes.times, [0.1, 0.3, 0.5, 0.5])
+    np.testing.assert_array_equal(spikes.ids, [1, 2, 0, 2])
+    np.testing.assert_array_equal(spikes.of(2), [0.3, 0.5])
+    assert spikes.ids.dtype == np.int64 and spikes.times.dtype == np.float64
+    # membrane() with the unsorted train gives what it gives with the sorted one
+    times, ids, weights, lif = np.array([0.1, 0.2]), np.array([0, 1]), np.full((2, 3), 20.0), es.LIF()
+    out = es.simulate_layer(times, ids, weights, lif)
+    assert len(out) > 6
+    shuffled = np.random.default_rng(0).permutation(len(out))
+    again = es.Spikes(out.times[shuffled], out.ids[shuffled], out.n_neurons)
+    assert again == out
+    t_eval = np.linspace(0.0, 1.0, 7)
+    for a, b in zip(es.membrane(times, ids, weights, lif, again, t_eval),
+                    es.membrane(times, ids, weights, lif, out, t_eval)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_spike_limit():
     lif = es.LIF(0.8, 0.4)
     times, ids, w = [0.0], [0], [[200.0]]
