@@ -21,6 +21,22 @@ def network_config(net) -> dict:
             "max_spikes_per_neuron": net.max_spikes, "min_slope": net.min_slope}
 
 
+def writable_dir(path, what: str = "output directory") -> Path:
+    """Create ``path`` (and its parents) if needed and check that files can be
+    written in it, so that a run fails at its start, not after its first epoch.
+    Raises ValueError naming the directory and the reason."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write to the {what} {path} ({err.strerror or err}); "
+                         "choose a directory you can write to") from None
+    return path
+
+
 @contextlib.contextmanager
 def replacing(path):
     """Yield a temporary file name beside ``path``; once the ``with`` block has

@@ -48,7 +48,7 @@ import numpy as np
 
 from eventsim._cli import (HelpFormatter, add_training_flags, sigterm_as_interrupt,
                            training_config)
-from eventsim._io import replacing, write_json
+from eventsim._io import replacing, writable_dir, write_json
 
 PAPER_TAUS = (0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 PAPER_FIG3_TAUS = (0.2, 0.4, 6.4)
@@ -420,7 +420,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     if args.plot_only:
         return 0 if finish(args) else 1
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        writable_dir(out)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     import eventsim as es
     from eventsim._train import CHECKPOINT
 

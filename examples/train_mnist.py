@@ -23,6 +23,7 @@ import eventsim as es
 from eventsim.datasets import latency_encode, mnist
 from eventsim._cli import (HelpFormatter, add_training_flags, sigterm_as_interrupt,
                            training_config)
+from eventsim._io import writable_dir
 from eventsim._train import CHECKPOINT, Dataset, Trainer, write_summary
 
 
@@ -46,10 +47,11 @@ def main(argv=None) -> int:
     try:
         config = training_config(args, tau_i=args.tau_i, tau_v=args.tau_v,
                                  single_spike=args.single_spike, seed=args.seed)
+        out_dir = writable_dir(args.out)
         data = mnist(args.data_dir)
         dataset = Dataset(latency_encode(data.train_images), data.train_labels,
                           latency_encode(data.test_images), data.test_labels)
-        trainer = Trainer(config, dataset, args.out, progress=not args.no_progress)
+        trainer = Trainer(config, dataset, out_dir, progress=not args.no_progress)
         resumed = args.resume and trainer.resume()
     except (es.DataError, RuntimeError, ValueError) as err:
         # bad flag, missing data, no GPU, a checkpoint with other settings or more epochs

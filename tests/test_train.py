@@ -420,3 +420,16 @@ def test_train_mnist_example_reports_bad_settings(tmp_path, monkeypatch, capsys)
         code, cap = run_example([*flags, "--out", str(tmp_path / "run")], monkeypatch, capsys)
         assert code == 2 and cap.err.startswith("error:") and message in cap.err
         assert "Traceback" not in cap.err
+
+
+def test_train_mnist_example_reports_unwritable_out(tmp_path, monkeypatch, capsys):
+    """An --out that cannot be created (here: below a file) stops the script at
+    once with a clear error, before any data is loaded or epoch trained."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, cap = run_example(["--out", str(blocker / "run"), "--data-dir",
+                             str(tmp_path / "nowhere")], monkeypatch, capsys)
+    assert code == 2 and cap.err.startswith("error: cannot write to the output directory")
+    assert str(blocker / "run") in cap.err and "Traceback" not in cap.err
+    assert _io.writable_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert list((tmp_path / "a" / "b").iterdir()) == []
