@@ -28,13 +28,23 @@ def prepare_weights(w):
 
 @jit
 def interval_factors_one(k, times, stop, t_end, a, b, ea, eb, kap, kmax):
-    """Decay factors of interval k, [times[k], times[k+1] or t_end)."""
+    """Decay factors of interval k, [times[k], times[k+1] or t_end).
+
+    Between simultaneous inputs the interval is empty: e^0 = 1 and
+    kappa(0) = 0 exactly, so no exponential is evaluated there.
+    """
     t1 = times[k + 1] if k + 1 < stop else t_end
     length = t1 - times[k]
+    if length == 0.0:
+        ea[k] = 1.0
+        eb[k] = 1.0
+        kap[k] = 0.0
+        kmax[k] = 0.0
+        return
     ea[k] = math.exp(-a * length)
     eb[k] = math.exp(-b * length)
     kap[k] = kappa(length, a, b)
-    kmax[k] = kappa_max(length, a, b)
+    kmax[k] = kappa_max(length, kap[k], a, b)
 
 
 @pjit

@@ -63,14 +63,14 @@ def kappa_peak(a, b):
 
 
 @jit
-def kappa_max(length, a, b):
-    """max of kappa over [0, length]: an upper bound used to skip intervals cheaply."""
+def kappa_max(length, at_end, a, b):
+    """max of kappa over [0, length], given at_end = kappa(length): an upper bound
+    used to skip intervals cheaply (kappa rises up to its peak, then falls)."""
     peak = kappa_peak(a, b)
     if peak < length:
         at_peak = kappa(peak, a, b)
-        at_end = kappa(length, a, b)
         return at_peak if at_peak > at_end else at_end
-    return kappa(length, a, b)
+    return at_end
 
 
 @jit
