@@ -102,8 +102,10 @@ def resolve_data_dir(data_dir=None) -> tuple[Path, str]:
     """Directory to read MNIST from, and a phrase saying how it was chosen.
 
     Order: the explicit ``data_dir``; else ``$EVENTSIM_DATA``; else the
-    repository's ``data/mnist/``. The first one given is used without falling
-    back to the next, so a misconfigured path is reported rather than hidden.
+    ``data/mnist/`` of the repository this package was loaded from, or of the
+    current directory (where a non-editable install is run from the repository
+    root). A given path is used without falling back to the next, so a
+    misconfigured path is reported rather than hidden.
     Both the given directory and its ``mnist/`` subdirectory are searched.
     """
     if data_dir is not None:
@@ -111,7 +113,13 @@ def resolve_data_dir(data_dir=None) -> tuple[Path, str]:
     env = os.environ.get(ENV_VAR)
     if env:
         return _pick_dir(Path(env).expanduser()).resolve(), f"${ENV_VAR}={env!r}"
-    return _REPO_DATA, "the repository's data/mnist/ (no data_dir argument, no $EVENTSIM_DATA)"
+    # the source checkout this package runs from, else (a non-editable install
+    # run from the repository root) ./data/mnist
+    defaults = [_REPO_DATA, (Path.cwd() / "data" / "mnist").resolve()]
+    found = next((d for d in defaults if any((d / n).is_file() for n in MNIST_FILES)),
+                 defaults[0])
+    tried = " and ".join(dict.fromkeys(str(d) for d in defaults))
+    return found, f"the defaults ({tried}; no data_dir argument, no ${ENV_VAR})"
 
 
 def _read_idx(path: Path, magic: int, verify: bool, how: str) -> np.ndarray:
@@ -207,7 +215,8 @@ def mnist(data_dir=None, verify: bool = True) -> MNIST:
         ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz`` and
         ``t10k-labels-idx1-ubyte.gz`` (directly or in a ``mnist/``
         subdirectory). Default: ``$EVENTSIM_DATA`` if set, else the
-        repository's ``data/mnist/``.
+        repository's ``data/mnist/`` (next to the package, else under the
+        current directory).
     verify : bool
         Check each file's SHA-256 (of the decompressed IDX bytes) against the
         known MNIST values. The IDX headers are always checked.

@@ -175,6 +175,24 @@ def test_explicit_dir_beats_env_var(tmp_path, monkeypatch):
     assert mnist(data_dir=REPO_DIR).data_dir == REPO_DIR
 
 
+def test_default_falls_back_to_data_mnist_of_the_current_directory(tmp_path, monkeypatch,
+                                                                     fresh_cache):
+    """A non-editable install has no data/mnist beside the package; run from a
+    repository root, the default then finds ./data/mnist."""
+    monkeypatch.setattr(datasets, "_REPO_DATA", tmp_path / "site-packages" / "data" / "mnist")
+    _link_all(tmp_path / "repo" / "data" / "mnist")
+    monkeypatch.chdir(tmp_path / "repo")
+    data = mnist()
+    assert data.data_dir == (tmp_path / "repo" / "data" / "mnist").resolve()
+    assert data.test_labels.shape == (10000,)
+    monkeypatch.chdir(tmp_path)  # neither default exists: the error names both
+    with pytest.raises(MissingDataError) as info:
+        mnist()
+    msg = str(info.value)
+    assert str(tmp_path / "site-packages" / "data" / "mnist") in msg
+    assert str((tmp_path / "data" / "mnist").resolve()) in msg and ENV_VAR in msg
+
+
 # --- latency coding ---------------------------------------------------------
 
 def test_latency_values():
