@@ -21,7 +21,7 @@ def network_config(net) -> dict:
             "max_spikes_per_neuron": net.max_spikes, "min_slope": net.min_slope}
 
 
-def writable_dir(path, what: str = "output directory") -> Path:
+def writable_dir(path) -> Path:
     """Create ``path`` (and its parents) if needed and check that files can be
     written in it, so that a run fails at its start, not after its first epoch.
     Raises ValueError naming the directory and the reason."""
@@ -32,7 +32,8 @@ def writable_dir(path, what: str = "output directory") -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise ValueError(f"cannot write to the {what} {path} ({err.strerror or err}); "
+        raise ValueError(f"cannot write to the output directory {path} "
+                         f"({err.strerror or err}); "
                          "choose a directory you can write to") from None
     return path
 

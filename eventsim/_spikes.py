@@ -28,11 +28,9 @@ class Spikes:
     n_neurons: int
 
     def __post_init__(self):
-        """Check the fields (finite times >= 0, one integer id in [0, n_neurons) per
-        spike) and sort the spikes by (time, id) if they are not already."""
         n_neurons = self.n_neurons
-        if isinstance(n_neurons, (bool, np.bool_)) or not isinstance(n_neurons, (int, np.integer)) \
-                or n_neurons < 0:
+        is_int = isinstance(n_neurons, (int, np.integer)) and not isinstance(n_neurons, bool)
+        if not is_int or n_neurons < 0:
             raise ValueError(f"n_neurons must be an integer >= 0, got {n_neurons!r}")
         times = check_spike_times(self.times, "Spikes.times", allow_inf=False)
         ids = np.asarray(self.ids)

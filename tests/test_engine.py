@@ -557,7 +557,8 @@ def test_spikes_sorts_by_time_then_id():
     np.testing.assert_array_equal(spikes.of(2), [0.3, 0.5])
     assert spikes.ids.dtype == np.int64 and spikes.times.dtype == np.float64
     # membrane() with the unsorted train gives what it gives with the sorted one
-    times, ids, weights, lif = np.array([0.1, 0.2]), np.array([0, 1]), np.full((2, 3), 20.0), es.LIF()
+    times, ids, weights = np.array([0.1, 0.2]), np.array([0, 1]), np.full((2, 3), 20.0)
+    lif = es.LIF()
     out = es.simulate_layer(times, ids, weights, lif)
     assert len(out) > 6
     shuffled = np.random.default_rng(0).permutation(len(out))
