@@ -37,6 +37,7 @@ import sys
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 import eventsim as es
 
@@ -59,13 +60,20 @@ NET_TAUS = {2.0: (0.8, 0.4), 1.0: (0.5, 0.5), 0.5: (0.3, 0.6), 3.0: (0.9, 0.3)}
 EXTREME_NET_TAUS = [(0.5 + 1e-12, 0.5), (0.5 - 1e-7, 0.5), (1.0, 0.01), (0.01, 1.0)]
 
 
-def check_layers(n_cases: int, seed: int):
+def _progress(total: int, desc: str, show: bool):
+    """A progress bar on stderr (the reference computations take minutes)."""
+    return tqdm(total=total, desc=desc, disable=not show, leave=False, file=sys.stderr)
+
+
+def check_layers(n_cases: int, seed: int, progress: bool = False):
     """(count mismatches, max |dt|, spikes compared) over random layers."""
     rng = np.random.default_rng(seed)
     mismatches, worst, n_spikes = 0, 0.0, 0
+    bar = _progress(len(LAYER_TAUS) * n_cases, "random layers", progress)
     for tau_i, tau_v in LAYER_TAUS.values():
         lif = es.LIF(tau_i, tau_v)
         for _ in range(n_cases):
+            bar.update()
             case = random_case(rng, tau_i, tau_v, n_out=3)
             for single in (False, True):
                 out = es.simulate_layer(case.times, case.ids, case.weights, lif,
@@ -74,6 +82,7 @@ def check_layers(n_cases: int, seed: int):
                 mismatches += bad
                 worst = max(worst, dt)
                 n_spikes += sum(counts)
+    bar.close()
     return mismatches, worst, n_spikes
 
 
@@ -87,13 +96,15 @@ def _compare_with_reference(case, out, single):
     return bad, dt, [len(train) for train in trains]
 
 
-def check_extreme_layers(n_cases: int, seed: int, max_drive: float = 60.0):
+def check_extreme_layers(n_cases: int, seed: int, max_drive: float = 60.0,
+                         progress: bool = False):
     """(count mismatches, max |dt| / t_end, spikes compared, most spikes of one neuron)
     over random two-neuron layers in the regimes of EXTREME_TAUS, drives up to
     ``max_drive`` times threshold, multi- and single-spike. Layers whose neurons
     exceed the engine's spike cap (a clear SpikeLimitError) are redrawn."""
     rng = np.random.default_rng(seed)
     mismatches, worst, n_spikes, most = 0, 0.0, 0, 0
+    bar = _progress(len(EXTREME_TAUS) * n_cases, "extreme regimes", progress)
     for tau_i, tau_v, t_end in EXTREME_TAUS:
         lif = es.LIF(tau_i, tau_v)
         done = 0
@@ -107,12 +118,14 @@ def check_extreme_layers(n_cases: int, seed: int, max_drive: float = 60.0):
             except es.SpikeLimitError:
                 continue
             done += 1
+            bar.update()
             for single, out in zip((False, True), outs):
                 bad, dt, counts = _compare_with_reference(case, out, single)
                 mismatches += bad
                 worst = max(worst, dt / t_end)
                 n_spikes += sum(counts)
                 most = max([most] + counts)
+    bar.close()
     return mismatches, worst, n_spikes, most
 
 
@@ -220,13 +233,14 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     ok = True
 
-    mismatches, worst, n_spikes = check_layers(n_cases, args.seed)
+    mismatches, worst, n_spikes = check_layers(n_cases, args.seed, progress=True)
     row_ok = mismatches == 0 and worst <= TOL_TIME
     ok &= row_ok
     print(f"random layers vs 40-digit reference: {n_spikes} spikes, {mismatches} count "
           f"mismatches, max|dt| {worst:.1e}  {'ok' if row_ok else 'FAIL'}", flush=True)
 
-    mismatches, worst, n_spikes, most = check_extreme_layers(n_extreme, args.seed, max_drive)
+    mismatches, worst, n_spikes, most = check_extreme_layers(n_extreme, args.seed, max_drive,
+                                                             progress=True)
     row_ok = mismatches == 0 and worst <= TOL_TIME
     ok &= row_ok
     print(f"extreme regimes vs 40-digit reference: {n_spikes} spikes (up to {most} per "
