@@ -1,6 +1,6 @@
 """Engine and gradients vs the 40-digit mpmath references of ``validation.mp_reference``.
 
-    python -m validation.mp_check            # full run (~10 min on one core)
+    python -m validation.mp_check            # full run (10-22 min on one core)
     python -m validation.mp_check --quick    # CI-sized run (~30 s)
 
 Four checks, each against 40-digit arithmetic on the same float64 inputs:
