@@ -11,6 +11,7 @@ import contextlib
 import signal
 import threading
 
+from ._io import load_checkpoint
 from ._train import CHOICES, TrainConfig
 
 _DEFAULTS = TrainConfig()
@@ -111,3 +112,18 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+
+def interrupted_note(checkpoint, resume_hint: str) -> str:
+    """What a training script prints when Ctrl-C or SIGTERM stops it: which epoch
+    ``checkpoint`` holds, or, when no epoch has finished yet, that nothing was
+    saved (a checkpoint is written at the end of each epoch)."""
+    try:
+        epoch = load_checkpoint(checkpoint).get("epoch")
+    except (OSError, ValueError):
+        epoch = None
+    if epoch:
+        return f"the last complete epoch ({epoch}) is saved in {checkpoint}; {resume_hint}"
+    return ("no epoch had finished, so nothing was saved (a checkpoint is written at the "
+            "end of every epoch); rerun the command to start again")

@@ -46,8 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eventsim._cli import (HelpFormatter, add_training_flags, sigterm_as_interrupt,
-                           training_config)
+from eventsim._cli import (HelpFormatter, add_training_flags, interrupted_note,
+                           sigterm_as_interrupt, training_config)
 from eventsim._io import replacing, writable_dir, write_json
 
 PAPER_TAUS = (0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
@@ -453,9 +453,9 @@ def main(argv=None) -> int:
             print(f"{head} error: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM
-            print(f"\n{head} interrupted; its last complete epoch is in "
-                  f"{out / run_name(mode, tau, seed) / CHECKPOINT}. Rerun the same "
-                  "command to resume the sweep.", file=sys.stderr)
+            note = interrupted_note(out / run_name(mode, tau, seed) / CHECKPOINT,
+                                    "rerun the same command to resume the sweep")
+            print(f"\n{head} interrupted: {note}", file=sys.stderr)
             return 130
         print(f"{head} {status}; test acc {100 * info['test_acc']:.2f}%, "
               f"spikes/neuron {info['mean_spikes_per_neuron']:.3f}, "

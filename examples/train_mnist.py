@@ -21,8 +21,8 @@ import sys
 
 import eventsim as es
 from eventsim.datasets import latency_encode, mnist
-from eventsim._cli import (HelpFormatter, add_training_flags, sigterm_as_interrupt,
-                           training_config)
+from eventsim._cli import (HelpFormatter, add_training_flags, interrupted_note,
+                           sigterm_as_interrupt, training_config)
 from eventsim._io import writable_dir
 from eventsim._train import CHECKPOINT, Dataset, Trainer, write_summary
 
@@ -73,8 +73,8 @@ def main(argv=None) -> int:
         with sigterm_as_interrupt():
             summary = trainer.fit()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM
-        print(f"\ninterrupted: the last complete epoch ({trainer.epoch}) is saved in "
-              f"{trainer.out_dir / CHECKPOINT}; continue with --resume", file=sys.stderr)
+        note = interrupted_note(trainer.out_dir / CHECKPOINT, "continue with --resume")
+        print(f"\ninterrupted: {note}", file=sys.stderr)
         return 130
     write_summary(args.out, summary)
     print(json.dumps(summary), flush=True)

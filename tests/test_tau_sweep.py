@@ -117,7 +117,8 @@ def test_tau_sweep_stops_on_sigterm(sweep, tmp_path, capsys, sigterm_after_first
     argv = ["--taus", "0.8", "--modes", "multi", "--train-subset", "100", "--eval-subset",
             "100", "--hidden", "10", "--epochs", "2", "--out", str(out)]
     assert sweep.main(argv) == 130
-    assert "interrupted" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "interrupted: the last complete epoch (1) is saved" in err and "rerun" in err
     assert signal.getsignal(signal.SIGTERM) == sigterm_after_first_checkpoint
     run = out / "multi_tau0.8_seed0"
     assert _io.load_checkpoint(run / "checkpoint.h5")["epoch"] == 1

@@ -371,13 +371,28 @@ def test_train_mnist_example_stops_on_sigterm(tmp_path, monkeypatch, capsys,
     flags = ["--epochs", "2", "--hidden", "20", "--train-subset", "200", "--out", str(out),
              "--no-progress"]
     code, cap = run_example(flags, monkeypatch, capsys)
-    assert code == 130 and "--resume" in cap.err and "Traceback" not in cap.err
+    assert code == 130 and "Traceback" not in cap.err
+    assert "the last complete epoch (1) is saved" in cap.err and "--resume" in cap.err
     assert signal.getsignal(signal.SIGTERM) == sigterm_after_first_checkpoint
     assert _io.load_checkpoint(out / "checkpoint.h5")["epoch"] == 1
     assert {p.name for p in out.iterdir()} <= {"checkpoint.h5", "metrics.csv"}
     code, cap = run_example([*flags, "--resume"], monkeypatch, capsys)
     assert code == 0 and json.loads(cap.out.strip().splitlines()[-1])["epochs"] == 2
     assert len((out / "metrics.csv").read_text().splitlines()) == 3
+
+
+def test_train_mnist_example_interrupted_in_first_epoch(tmp_path, monkeypatch, capsys):
+    """Ctrl-C before any epoch has finished: the note says nothing was saved
+    (rather than pointing at a checkpoint that does not exist)."""
+    def interrupt(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupt)
+    out = tmp_path / "run"
+    code, cap = run_example(["--hidden", "20", "--train-subset", "200", "--out", str(out),
+                             "--no-progress"], monkeypatch, capsys)
+    assert code == 130 and "nothing was saved" in cap.err and "--resume" not in cap.err
+    assert not (out / "checkpoint.h5").exists()
 
 
 def test_train_mnist_example_reports_missing_data(tmp_path, monkeypatch, capsys):
