@@ -37,7 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the initial weights and of the shuffling")
     p.add_argument("--out", default="runs/mnist", help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.h5")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from DIR/checkpoint.h5 (from epoch 1 if there is none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -59,6 +60,9 @@ def main(argv=None) -> int:
         return 2
     if resumed:
         print(f"resumed from {trainer.out_dir / CHECKPOINT} after epoch {trainer.epoch}",
+              flush=True)
+    elif args.resume:
+        print(f"--resume: no checkpoint in {trainer.out_dir}, so training starts at epoch 1",
               flush=True)
     elif not args.resume and (trainer.out_dir / CHECKPOINT).exists():
         print(f"error: {args.out} already holds a checkpoint; pass --resume to continue it "

@@ -340,8 +340,8 @@ def test_train_mnist_example_resumes(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     common = ["--hidden", "30", "--train-subset", "300", "--out", str(out), "--no-progress",
               "--seed", "2"]
-    code, cap = run_example(["--epochs", "1", *common], monkeypatch, capsys)
-    assert code == 0
+    code, cap = run_example(["--epochs", "1", "--resume", *common], monkeypatch, capsys)
+    assert code == 0 and "no checkpoint in" in cap.out   # --resume on a fresh --out
     summary = json.loads(cap.out.strip().splitlines()[-1])
     assert summary["epochs"] == 1 and summary["device"] == "cpu"
     assert json.loads((out / "summary.json").read_text()) == summary
