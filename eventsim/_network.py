@@ -288,6 +288,9 @@ class Network:
 
     def predict(self, x, batch_size=1000) -> np.ndarray:
         """Class index = argmax of v_out, computed in batches."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         x = self.check_inputs(x)
         return np.concatenate([self.forward(x[i:i + batch_size]).v_out.argmax(axis=1)
                                for i in range(0, x.shape[0], batch_size)])

@@ -185,7 +185,11 @@ class Trainer:
             data.split_validation(int(config.val_size))
         n_train = self.x_train.shape[0]
         if config.train_subset is not None:
-            n_train = min(n_train, int(config.train_subset))
+            if int(config.train_subset) > n_train:
+                raise ValueError(f"train_subset must be <= {n_train}, the number of training "
+                                 f"samples (after holding out val_size={config.val_size}), "
+                                 f"got {config.train_subset}")
+            n_train = int(config.train_subset)
         self.n_train = n_train
         self.net = config.build_network(data.x_train.shape[1], data.n_classes)
         self.opt = Adam([w.shape for w in self.net.weights], lr=config.lr,

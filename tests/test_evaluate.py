@@ -62,3 +62,13 @@ def test_bad_input(setup, labels, batch_size, message):
     x = x[:labels.shape[0]] if labels.shape[0] == 0 else x
     with pytest.raises(ValueError, match=re.escape(message)):
         es.evaluate(net, x, labels, batch_size=batch_size)
+
+
+def test_predict_batches_and_rejects_bad_batch_size(setup):
+    net, x, _ = setup
+    want = net.forward(x).v_out.argmax(axis=1)
+    for batch_size in (1, 7, 23, 1000):
+        np.testing.assert_array_equal(net.predict(x, batch_size=batch_size), want)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+            net.predict(x, batch_size=bad)

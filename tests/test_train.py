@@ -431,7 +431,9 @@ def test_train_mnist_example_reports_bad_settings(tmp_path, monkeypatch, capsys)
     for flags, message in ((["--epochs", "0"], "epochs must be >= 1"),
                            (["--init-std", "-1"], "init_std must be a finite number >= 0"),
                            (["--tau-i", "0"], "tau"),
-                           (["--val-size", "60000"], "val_size must be in [0, 60000)")):
+                           (["--val-size", "60000"], "val_size must be in [0, 60000)"),
+                           (["--train-subset", "58000", "--val-size", "5000"],
+                            "train_subset must be <= 55000")):
         code, cap = run_example([*flags, "--out", str(tmp_path / "run")], monkeypatch, capsys)
         assert code == 2 and cap.err.startswith("error:") and message in cap.err
         assert "Traceback" not in cap.err
