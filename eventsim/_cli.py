@@ -114,7 +114,6 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-
 def interrupted_note(checkpoint, resume_hint: str) -> str:
     """What a training script prints when Ctrl-C or SIGTERM stops it: which epoch
     ``checkpoint`` holds, or, when no epoch has finished yet, that nothing was

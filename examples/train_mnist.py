@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     elif args.resume:
         print(f"--resume: no checkpoint in {trainer.out_dir}, so training starts at epoch 1",
               flush=True)
-    elif not args.resume and (trainer.out_dir / CHECKPOINT).exists():
+    elif (trainer.out_dir / CHECKPOINT).exists():
         print(f"error: {args.out} already holds a checkpoint; pass --resume to continue it "
               "or choose another --out", file=sys.stderr)
         return 2
