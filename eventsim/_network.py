@@ -19,9 +19,9 @@ from ._lif import LIF
 from ._losses import dead_neuron_flags, dead_neuron_penalty, output_l2, softmax_cross_entropy
 from ._simulate import DEFAULT_MAX_SPIKES, run_layer
 from ._spikes import Spikes
-from ._validate import (check_bool, check_finite, check_labels, check_layer_sizes, check_lif,
-                        check_max_spikes, check_method, check_nonnegative, check_seed,
-                        check_t_end)
+from ._validate import (check_bool, check_finite, check_int, check_labels, check_layer_sizes,
+                        check_lif, check_max_spikes, check_method, check_nonnegative,
+                        check_seed, check_t_end)
 
 INIT_MEAN = 0.03
 INIT_STD = math.sqrt(0.3)
@@ -288,9 +288,7 @@ class Network:
 
     def predict(self, x, batch_size=1000) -> np.ndarray:
         """Class index = argmax of v_out, computed in batches."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = check_int(batch_size, "batch_size", 1)
         x = self.check_inputs(x)
         return np.concatenate([self.forward(x[i:i + batch_size]).v_out.argmax(axis=1)
                                for i in range(0, x.shape[0], batch_size)])

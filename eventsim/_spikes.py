@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import check_spike_times
+from ._validate import check_ids, check_int, check_spike_times
 
 
 @dataclass(frozen=True)
@@ -28,21 +28,9 @@ class Spikes:
     n_neurons: int
 
     def __post_init__(self):
-        n_neurons = self.n_neurons
-        is_int = isinstance(n_neurons, (int, np.integer)) and not isinstance(n_neurons, bool)
-        if not is_int or n_neurons < 0:
-            raise ValueError(f"n_neurons must be an integer >= 0, got {n_neurons!r}")
+        n_neurons = check_int(self.n_neurons, "n_neurons", 0)
         times = check_spike_times(self.times, "Spikes.times", allow_inf=False)
-        ids = np.asarray(self.ids)
-        if ids.shape != times.shape:
-            raise ValueError(f"Spikes.ids must have one entry per spike time {times.shape}, "
-                             f"got shape {ids.shape}")
-        if ids.size and not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"Spikes.ids must have an integer dtype, got {ids.dtype}")
-        ids = ids.astype(np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= n_neurons):
-            raise ValueError(f"Spikes.ids must lie in [0, {n_neurons}) (n_neurons), found "
-                             f"{int(ids[(ids < 0) | (ids >= n_neurons)][0])}")
+        ids = check_ids(self.ids, n_neurons, times.shape[0], "Spikes.ids", n_is="n_neurons")
         later = times[1:] > times[:-1]
         tied = (times[1:] == times[:-1]) & (ids[1:] >= ids[:-1])
         if not np.all(later | tied):
@@ -50,7 +38,7 @@ class Spikes:
             times, ids = times[order], ids[order]
         object.__setattr__(self, "times", times)
         object.__setattr__(self, "ids", ids)
-        object.__setattr__(self, "n_neurons", int(n_neurons))
+        object.__setattr__(self, "n_neurons", n_neurons)
 
     def __len__(self) -> int:
         return int(self.times.shape[0])

@@ -56,12 +56,17 @@ def check_nonnegative(value, name: str) -> float:
     return value
 
 
+def check_int(value, name: str, minimum: int) -> int:
+    """An integer (not a bool, not a float) >= ``minimum``, as a Python int."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def check_seed(seed) -> int:
     """An integer >= 0 (a seed of numpy's default_rng)."""
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) \
-            or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return int(seed)
+    return check_int(seed, "seed", 0)
 
 
 def check_layer_sizes(sizes, name: str, min_layers: int) -> list:
@@ -103,7 +108,10 @@ def check_spike_times(times, name: str = "times", allow_inf: bool = True) -> np.
     return arr
 
 
-def check_ids(ids, n: int, size: int, name: str = "ids") -> np.ndarray:
+def check_ids(ids, n: int, size: int, name: str = "ids",
+              n_is: str = "the number of presynaptic neurons, weights.shape[0]") -> np.ndarray:
+    """Integer ids as int64 after checking: shape (size,), integer dtype, in [0, n);
+    ``n_is`` says in the error what n is."""
     arr = np.asarray(ids)
     if arr.ndim != 1 or arr.shape[0] != size:
         raise ValueError(f"{name} must be a 1-D integer array with one entry per spike "
@@ -116,8 +124,7 @@ def check_ids(ids, n: int, size: int, name: str = "ids") -> np.ndarray:
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= n):
         bad = arr[(arr < 0) | (arr >= n)][0]
-        raise ValueError(f"{name} must lie in [0, {n}) (the number of presynaptic neurons, "
-                         f"weights.shape[0]), found {int(bad)}")
+        raise ValueError(f"{name} must lie in [0, {n}) ({n_is}), found {int(bad)}")
     return arr
 
 
@@ -161,10 +168,7 @@ def check_method(method: str, lif) -> int:
 
 
 def check_max_spikes(max_spikes) -> int:
-    if (isinstance(max_spikes, (bool, np.bool_)) or not isinstance(max_spikes, (int, np.integer))
-            or max_spikes < 1):
-        raise ValueError(f"max_spikes_per_neuron must be a positive integer, got {max_spikes!r}")
-    return int(max_spikes)
+    return check_int(max_spikes, "max_spikes_per_neuron", 1)
 
 
 def check_bool(value, name: str) -> bool:
