@@ -253,7 +253,7 @@ class Trainer:
         perm = np.random.default_rng([cfg.seed, self.epoch]).permutation(
             self.x_train.shape[0])[:self.n_train]
         n_batches = (self.n_train + cfg.batch_size - 1) // cfg.batch_size
-        bar = _progress(n_batches, f"epoch {self.epoch + 1}/{cfg.epochs}", self.progress)
+        bar = progress_bar(n_batches, f"epoch {self.epoch + 1}/{cfg.epochs}", self.progress)
         tally = Tally(net.sizes)
         start = time.perf_counter()
         for bi in range(n_batches):
@@ -266,13 +266,11 @@ class Trainer:
                                          f"{self.epoch + 1}, batch {bi}; lower --lr or set "
                                          "--min-slope to clip grazing-spike gradients")
             tally.add(res, yb, loss)
-            if bar is not None:
-                bar.update(1)
-                if bi % 20 == 0:
-                    bar.set_postfix(loss=f"{tally.loss_sum / tally.samples:.4f}")
+            bar.update(1)
+            if bi % 20 == 0:
+                bar.set_postfix(loss=f"{tally.loss_sum / tally.samples:.4f}")
         train_s = time.perf_counter() - start
-        if bar is not None:
-            bar.close()
+        bar.close()
         metrics = tally.result()
         return {"train_loss": tally.loss_sum / tally.samples, "train_acc": metrics.accuracy,
                 "spikes_per_hidden_neuron": metrics.spikes_per_hidden_neuron,
@@ -383,14 +381,12 @@ def _caused_by_interrupt(err: BaseException) -> bool:
     return False
 
 
-def _progress(total, desc, enabled):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a declared dependency
-        return None
-    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
+def progress_bar(total, desc, enabled):
+    """A tqdm bar on stderr that is cleared when closed; a silent no-op bar when not
+    ``enabled`` (shared by the trainer and ``validation.mp_check``)."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, file=sys.stderr,
+                dynamic_ncols=True)
 
 
 def write_summary(out_dir, summary: dict):

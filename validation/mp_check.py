@@ -37,9 +37,9 @@ import sys
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 import eventsim as es
+from eventsim._train import progress_bar
 
 from . import mp_reference as ref
 from .cases import TAUS, random_case
@@ -60,20 +60,14 @@ NET_TAUS = {2.0: (0.8, 0.4), 1.0: (0.5, 0.5), 0.5: (0.3, 0.6), 3.0: (0.9, 0.3)}
 EXTREME_NET_TAUS = [(0.5 + 1e-12, 0.5), (0.5 - 1e-7, 0.5), (1.0, 0.01), (0.01, 1.0)]
 
 
-def _progress(total: int, desc: str, show: bool):
-    """A progress bar on stderr (the reference computations take minutes)."""
-    return tqdm(total=total, desc=desc, disable=not show, leave=False, file=sys.stderr)
-
-
 def check_layers(n_cases: int, seed: int, progress: bool = False):
     """(count mismatches, max |dt|, spikes compared) over random layers."""
     rng = np.random.default_rng(seed)
     mismatches, worst, n_spikes = 0, 0.0, 0
-    bar = _progress(len(LAYER_TAUS) * n_cases, "random layers", progress)
+    bar = progress_bar(len(LAYER_TAUS) * n_cases, "random layers", progress)
     for tau_i, tau_v in LAYER_TAUS.values():
         lif = es.LIF(tau_i, tau_v)
         for _ in range(n_cases):
-            bar.update()
             case = random_case(rng, tau_i, tau_v, n_out=3)
             for single in (False, True):
                 out = es.simulate_layer(case.times, case.ids, case.weights, lif,
@@ -82,6 +76,7 @@ def check_layers(n_cases: int, seed: int, progress: bool = False):
                 mismatches += bad
                 worst = max(worst, dt)
                 n_spikes += sum(counts)
+            bar.update()
     bar.close()
     return mismatches, worst, n_spikes
 
@@ -104,7 +99,7 @@ def check_extreme_layers(n_cases: int, seed: int, max_drive: float = 60.0,
     exceed the engine's spike cap (a clear SpikeLimitError) are redrawn."""
     rng = np.random.default_rng(seed)
     mismatches, worst, n_spikes, most = 0, 0.0, 0, 0
-    bar = _progress(len(EXTREME_TAUS) * n_cases, "extreme regimes", progress)
+    bar = progress_bar(len(EXTREME_TAUS) * n_cases, "extreme regimes", progress)
     for tau_i, tau_v, t_end in EXTREME_TAUS:
         lif = es.LIF(tau_i, tau_v)
         done = 0
@@ -118,13 +113,13 @@ def check_extreme_layers(n_cases: int, seed: int, max_drive: float = 60.0,
             except es.SpikeLimitError:
                 continue
             done += 1
-            bar.update()
             for single, out in zip((False, True), outs):
                 bad, dt, counts = _compare_with_reference(case, out, single)
                 mismatches += bad
                 worst = max(worst, dt / t_end)
                 n_spikes += sum(counts)
                 most = max([most] + counts)
+            bar.update()
     bar.close()
     return mismatches, worst, n_spikes, most
 
