@@ -30,7 +30,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def parse_hidden(text) -> tuple:
     """Command-line hidden sizes: '400' -> (400,), '400,400' -> (400, 400)."""
     try:
-        sizes = tuple(int(h) for h in str(text).split(",") if h.strip())
+        sizes = tuple(int(h) for h in str(text).split(","))
     except ValueError:
         sizes = ()
     if not sizes or min(sizes) < 1:

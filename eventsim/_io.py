@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ import h5py
 import numpy as np
 
 FORMAT_VERSION = 1
+DIGEST = "sha256"   # attribute of the root group: _content_digest at writing time
 
 
 def network_config(net) -> dict:
@@ -25,6 +27,8 @@ def writable_dir(path) -> Path:
     """Create ``path`` (and its parents) if needed and check that files can be
     written in it, so that a run fails at its start, not after its first epoch.
     Raises ValueError naming the directory and the reason."""
+    if not str(path).strip():
+        raise ValueError("the output directory is an empty name; give one, e.g. --out runs/x")
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -64,10 +68,39 @@ def write_json(path, obj):
 
 def atomic_write_h5(path, fill):
     """Write an HDF5 file by calling fill(h5file) on a temporary file, atomically
-    (see ``replacing``)."""
+    (see ``replacing``), and store the SHA-256 of its content in it so that a
+    damaged copy is refused when read (``load_checkpoint``)."""
     with replacing(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format_version"] = FORMAT_VERSION
         fill(f)
+        f.attrs[DIGEST] = _content_digest(f)
+
+
+def _value_bytes(value) -> bytes:
+    """Canonical bytes of an attribute or dataset value as h5py returns it."""
+    if isinstance(value, str):
+        return b"s" + value.encode()
+    if isinstance(value, bytes):
+        return b"b" + value
+    array = np.ascontiguousarray(value)
+    return array.dtype.str.encode() + repr(array.shape).encode() + array.tobytes()
+
+
+def _content_digest(f) -> str:
+    """SHA-256 (hex) of every group, dataset and attribute of the open HDF5 file
+    ``f`` (names and values, in name order), except the stored digest itself."""
+    digest = hashlib.sha256()
+    names = [""]
+    f.visit(names.append)
+    for name in sorted(names):
+        obj = f[name] if name else f
+        digest.update(b"\0name\0" + name.encode())
+        for key in sorted(obj.attrs):
+            if not (obj is f and key == DIGEST):
+                digest.update(b"\0attr\0" + key.encode() + b"\0" + _value_bytes(obj.attrs[key]))
+        if isinstance(obj, h5py.Dataset):
+            digest.update(b"\0data\0" + _value_bytes(obj[()]))
+    return digest.hexdigest()
 
 
 def _write_arrays(group, arrays):
@@ -104,7 +137,10 @@ def save_checkpoint(path, net, optimizer=None, epoch=None, extra=None):
 
 def load_checkpoint(path) -> dict:
     """Read a file written by save_checkpoint: dict with 'network' (config),
-    'weights', and where present 'adam', 'epoch', 'extra'."""
+    'weights', and where present 'adam', 'epoch', 'extra'. Raises ValueError,
+    naming the file, if it is not such a file or its content no longer matches
+    the SHA-256 stored when it was written (files from before eventsim stored
+    one are read unchecked)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -114,15 +150,27 @@ def load_checkpoint(path) -> dict:
         raise ValueError(f"{path} is not a readable HDF5 file ({err}); it may be truncated "
                          "or not an eventsim checkpoint") from err
     with f:
-        if "network" not in f.attrs or "weights" not in f:
-            raise ValueError(f"{path} is not an eventsim checkpoint (no network/weights)")
-        out = {"network": json.loads(f.attrs["network"]), "weights": _read_arrays(f["weights"])}
-        if "adam" in f:
-            g = f["adam"]
-            out["adam"] = {"step": int(g.attrs["step"]), "m": _read_arrays(g["m"]),
-                           "v": _read_arrays(g["v"]), **json.loads(g.attrs["hyper"])}
-        if "epoch" in f.attrs:
-            out["epoch"] = int(f.attrs["epoch"])
-        if "extra" in f.attrs:
-            out["extra"] = json.loads(f.attrs["extra"])
+        try:
+            if "network" not in f.attrs or "weights" not in f:
+                raise ValueError(f"{path} is not an eventsim checkpoint (no network/weights)")
+            if DIGEST not in f.attrs or f.attrs[DIGEST] == _content_digest(f):
+                return _read_checkpoint(f)
+        except (OSError, RuntimeError, KeyError, TypeError, json.JSONDecodeError) as err:
+            # what h5py and json raise on damaged files
+            raise ValueError(f"{path} could not be read as an eventsim checkpoint "
+                             f"({type(err).__name__}: {err}); it may be damaged") from err
+    raise ValueError(f"{path} is damaged: its content does not match the SHA-256 digest "
+                     "stored when it was written; restore it from a copy or train again")
+
+
+def _read_checkpoint(f) -> dict:
+    out = {"network": json.loads(f.attrs["network"]), "weights": _read_arrays(f["weights"])}
+    if "adam" in f:
+        g = f["adam"]
+        out["adam"] = {"step": int(g.attrs["step"]), "m": _read_arrays(g["m"]),
+                       "v": _read_arrays(g["v"]), **json.loads(g.attrs["hyper"])}
+    if "epoch" in f.attrs:
+        out["epoch"] = int(f.attrs["epoch"])
+    if "extra" in f.attrs:
+        out["extra"] = json.loads(f.attrs["extra"])
     return out

@@ -279,18 +279,25 @@ class Network:
     def load(cls, path, device="cpu") -> "Network":
         """Rebuild a Network saved by ``save`` or by the trainer's checkpoints."""
         from ._io import load_checkpoint
+        if device not in ("cpu", "cuda"):
+            _select_backend(device)   # the error that names the allowed devices
         data = load_checkpoint(path)
         cfg = dict(data["network"])
-        lif = LIF(cfg.pop("tau_i"), cfg.pop("tau_v"), cfg.pop("threshold"))
-        net = cls(cfg.pop("sizes"), lif, device=device, **cfg)
-        net.weights = data["weights"]
+        try:
+            lif = LIF(cfg.pop("tau_i"), cfg.pop("tau_v"), cfg.pop("threshold"))
+            net = cls(cfg.pop("sizes"), lif, device=device, **cfg)
+            net.weights = data["weights"]
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path} holds network settings {data['network']} that do not "
+                             f"make a Network ({type(err).__name__}: {err})") from err
         return net
 
     def predict(self, x, batch_size=1000) -> np.ndarray:
         """Class index = argmax of v_out, computed in batches."""
         batch_size = check_int(batch_size, "batch_size", 1)
         x = self.check_inputs(x)
-        return np.concatenate([self.forward(x[i:i + batch_size]).v_out.argmax(axis=1)
+        return np.concatenate([np.empty(0, np.int64)] +
+                              [self.forward(x[i:i + batch_size]).v_out.argmax(axis=1)
                                for i in range(0, x.shape[0], batch_size)])
 
 

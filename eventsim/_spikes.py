@@ -49,6 +49,9 @@ class Spikes:
 
     def of(self, neuron: int) -> np.ndarray:
         """Spike times of one neuron, increasing."""
+        neuron = check_int(neuron, "neuron", 0)
+        if neuron >= self.n_neurons:
+            raise ValueError(f"neuron must be < n_neurons = {self.n_neurons}, got {neuron}")
         return self.times[self.ids == neuron]
 
     def __eq__(self, other) -> bool:

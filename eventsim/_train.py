@@ -16,8 +16,8 @@ from ._lif import LIF
 from ._malloc import retain_freed_memory
 from ._network import Network
 from ._optim import Adam
-from ._validate import (check_labels, check_layer_sizes, check_nonnegative, check_positive,
-                        check_seed, check_time_constant)
+from ._validate import (check_int, check_labels, check_layer_sizes, check_nonnegative,
+                        check_positive, check_seed, check_time_constant)
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss", "val_acc",
                  "val_loss", "spikes_per_hidden_neuron", "dead_fraction", "samples_per_s",
@@ -61,12 +61,10 @@ class TrainConfig:
         if self.tau_v is None:
             self.tau_v = self.tau_i / 2.0
         for name in ("epochs", "batch_size", "eval_batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.train_subset is not None and int(self.train_subset) < 1:
-            raise ValueError(f"train_subset must be >= 1, got {self.train_subset!r}")
-        if int(self.val_size) < 0:
-            raise ValueError(f"val_size must be >= 0, got {self.val_size!r}")
+            setattr(self, name, check_int(getattr(self, name), name, 1))
+        if self.train_subset is not None:
+            self.train_subset = check_int(self.train_subset, "train_subset", 1)
+        self.val_size = check_int(self.val_size, "val_size", 0)
         for name in ("tau_i", "tau_v"):
             check_time_constant(getattr(self, name), name)
         for name in ("lr", "t_out"):
@@ -222,6 +220,10 @@ class Trainer:
         if not path.is_file():
             return False
         data = load_checkpoint(path)
+        if "adam" not in data or "config" not in data.get("extra", {}):
+            raise ValueError(f"{path} holds a network but not the optimiser state and "
+                             "settings of a training checkpoint (is it a copy of model.h5?); "
+                             "delete it and train without --resume, or use another --out")
         check_same_settings(data["extra"]["config"], self.config, path)
         if data["epoch"] > self.config.epochs:
             raise ValueError(f"{path} already holds {data['epoch']} epochs, more than "

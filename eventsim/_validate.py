@@ -71,10 +71,13 @@ def check_seed(seed) -> int:
 
 def check_layer_sizes(sizes, name: str, min_layers: int) -> list:
     """At least ``min_layers`` layer sizes, each an integer >= 1."""
-    sizes = [int(s) for s in sizes]
-    if len(sizes) < min_layers or min(sizes) < 1:
-        raise ValueError(f"{name} must list {min_layers} or more layer sizes >= 1, got {sizes}")
-    return sizes
+    problem = f"{name} must list {min_layers} or more layer sizes, integers >= 1, got {sizes!r}"
+    if isinstance(sizes, (str, bytes)) or np.ndim(sizes) != 1 or len(sizes) < min_layers:
+        raise ValueError(problem)
+    try:
+        return [check_int(s, name, 1) for s in sizes]
+    except ValueError:
+        raise ValueError(problem) from None
 
 
 def check_lif(lif):
@@ -142,7 +145,8 @@ def check_labels(labels, n: int, n_classes: int, name: str = "labels") -> np.nda
 
 
 def check_weights(weights, name: str = "weights", shape=None) -> np.ndarray:
-    arr = np.asarray(weights)
+    """A finite 2-D float64 array (a scipy.sparse matrix is made dense)."""
+    arr = np.asarray(weights.toarray() if hasattr(weights, "toarray") else weights)
     if arr.size and not (np.issubdtype(arr.dtype, np.floating)
                          or np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"{name} must be real numbers, got dtype {arr.dtype}")

@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import eventsim  # noqa: E402
+from eventsim._io import writable_dir  # noqa: E402
 from eventsim.datasets import latency_encode, mnist  # noqa: E402
 
 T_END = 1.0
@@ -132,17 +133,39 @@ def model_traces(net, times, ids, grid):
     return t_eval, hidden, V, I, V_out
 
 
+def check_out(path: Path) -> Path:
+    """The PNG to write: ``.png`` added to a name without a suffix; its directory
+    created and checked for writing now, not after the simulation."""
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a directory; give a file name such as "
+                         f"{path / 'traces.png'}")
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    writable_dir(path.parent)
+    return path
+
+
+def check_model(net, path, n_pixels):
+    """A network that fits this figure: MNIST-sized input and a hidden layer."""
+    if net.sizes[0] != n_pixels or len(net.sizes) < 3:
+        raise ValueError(f"{path} is a {'-'.join(map(str, net.sizes))} network; the figure "
+                         f"needs {n_pixels} inputs (MNIST) and at least one hidden layer")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    args.out = check_out(args.out)
     net = eventsim.Network.load(args.model) if args.model else None
     lif = net.lif if net else eventsim.LIF(tau_i=args.tau_i, tau_v=args.tau_v)
     t_end = net.t_out if net else T_END
     data = mnist()
     n_test = data.test_images.shape[0]
     if not 0 <= args.digit_index < n_test:
-        raise SystemExit(f"--digit-index must be in [0, {n_test}), got {args.digit_index}")
+        raise ValueError(f"--digit-index must be in [0, {n_test}), got {args.digit_index}")
     x = data.test_images[args.digit_index]
     label = int(data.test_labels[args.digit_index])
+    if net is not None:
+        check_model(net, args.model, x.size)
 
     # One spike per pixel at t = 1 - x, as in training; spikes at or after t_end (the
     # background pixels, at t = 1 = t_end) cannot matter and are dropped.
@@ -237,7 +260,6 @@ def main(argv=None):
                   f"moderate activity")
     fig.suptitle(f"{layer}, tau_i = {lif.tau_i:g}, tau_v = {lif.tau_v:g}, "
                  f"threshold = {thr:g}{scale_note}", fontsize=12)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
     plt.close(fig)
     print(f"wrote {args.out.resolve()}")
@@ -248,4 +270,5 @@ if __name__ == "__main__":
     try:
         main()
     except (eventsim.DataError, FileNotFoundError, ValueError) as err:
-        sys.exit(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -10,7 +10,8 @@ paper's protocol. For each setting the table gives the final test accuracy of
 every seed and its mean +- standard error (the paper's Table I convention),
 the mean of each run's best test epoch (chosen on the test set: optimistic),
 and, for runs with --val-size, the test accuracy at the epoch of highest
-validation accuracy. Runs that stopped before their last epoch are listed
+validation accuracy. Runs that stopped before their last epoch, further runs of
+a seed already counted (copies of a run) and unreadable checkpoints are listed
 apart and left out of the statistics.
 """
 
@@ -105,19 +106,32 @@ def setting_key(config: TrainConfig) -> tuple:
     return tuple((k, str(v)) for k, v in fields.items() if k not in _NOT_A_SETTING)
 
 
-def summarize(run_dirs) -> list[dict]:
-    """One entry per setting (runs that differ only in their seed), labelled by
-    the flags most of its runs were started with."""
-    groups: dict[tuple, list[dict]] = {}
+def read_records(run_dirs) -> tuple[list[dict], list[str]]:
+    """(run_record of every readable run, one 'RUN: why' line per unreadable one)."""
+    records, unreadable = [], []
     for run_dir in run_dirs:
-        record = run_record(run_dir)
+        try:
+            records.append(run_record(run_dir))
+        except (OSError, ValueError) as err:
+            unreadable.append(f"{run_dir}: {err}")
+    return records, unreadable
+
+
+def summarize(records) -> list[dict]:
+    """One entry per setting (runs that differ only in their seed), labelled by
+    the flags most of its runs were started with. Of several finished runs with
+    one seed (copies) only the first, in path order, is counted."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
         groups.setdefault(setting_key(record["config"]), []).append(record)
     out = []
     for records in groups.values():
-        records.sort(key=lambda r: r["seed"])
+        records.sort(key=lambda r: (r["seed"], r["run"]))
         labels = [setting_label(r["config"]) for r in records]
         config = records[labels.index(max(labels, key=labels.count))]["config"]
-        done = [r for r in records if r["complete"]]
+        done, duplicates = [], []
+        for r in (r for r in records if r["complete"]):
+            (duplicates if done and done[-1]["seed"] == r["seed"] else done).append(r)
         at_val = [r["test_at_best_val"] for r in done if r["test_at_best_val"] is not None]
         final_mean, final_se = mean_and_se([r["final"] for r in done])
         out.append({
@@ -132,6 +146,8 @@ def summarize(run_dirs) -> list[dict]:
                                              "train_time_s")} for r in done],
             "incomplete": [{"run": r["run"], "seed": r["seed"], "epochs_done": r["epochs"]}
                            for r in records if not r["complete"]],
+            "duplicates": [{"run": r["run"], "seed": r["seed"], "final": r["final"]}
+                           for r in duplicates],
         })
     out.sort(key=lambda g: (g["mode"], g["setting"] != "paper protocol", g["tau_i"],
                             g["setting"]))
@@ -159,16 +175,27 @@ def format_table(groups) -> str:
         lines.append("")
         lines += [f"unfinished: {r['run']} ({g['setting']}, {g['mode']}, seed {r['seed']}): "
                   f"{r['epochs_done']} of {g['epochs']} epochs" for g, r in unfinished]
+    duplicates = [(g, r) for g in groups for r in g["duplicates"]]
+    if duplicates:
+        lines.append("")
+        lines += [f"not counted: {r['run']} ({g['setting']}, {g['mode']}): seed {r['seed']} "
+                  f"again ({100 * r['final']:.2f} %)" for g, r in duplicates]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        groups = summarize(find_runs(args.paths))
-    except (FileNotFoundError, ValueError) as err:
+        records, unreadable = read_records(find_runs(args.paths))
+    except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    for line in unreadable:
+        print(f"skipped {line}", file=sys.stderr)
+    if not records:
+        print("error: no readable run", file=sys.stderr)
+        return 2
+    groups = summarize(records)
     print(json.dumps(groups, indent=1) if args.json else format_table(groups))
     return 0
 

@@ -21,7 +21,7 @@ spikes of every hidden neuron. The paper plots
 
 Each run lives in DIR/<mode>_tau<tau_I>_seed<seed>/ with the files of
 examples/train_mnist.py (metrics.csv, checkpoint.h5, model.h5, summary.json),
-train.log (the per-epoch lines), spike_counts.npy (float array, one entry per
+train.log (the per-epoch lines, also printed unless --quiet), spike_counts.npy (float array, one entry per
 hidden neuron: its spike count averaged over the evaluated test samples) and
 eval.json. Rerunning the same command resumes an interrupted sweep: finished
 runs (summary.json) are skipped, a run with a checkpoint continues from it, and
@@ -29,7 +29,8 @@ raising --epochs continues finished runs up to the new count. Every completed
 run found in DIR goes into DIR/sweep.csv and the three figures
 DIR/fig3_spike_histograms.png, DIR/fig4_spikes_vs_tau.png and
 DIR/fig5_accuracy_vs_tau.png, whose titles state the epochs and sample counts
-used. Sweeps of different runs may share DIR side by side (e.g. one per core
+used. A run that diverges is marked FAILED and the sweep goes on with the next.
+Sweeps of different runs may share DIR side by side (e.g. one per core
 with NUMBA_NUM_THREADS=1 and other --taus or --seeds); never two on one run.
 """
 
@@ -82,8 +83,9 @@ def parse_args(argv=None):
     p.add_argument("--out", default="runs/tau_sweep", help="sweep directory")
     p.add_argument("--plot-only", action="store_true",
                    help="train nothing: rebuild sweep.csv and the figures from DIR")
-    p.add_argument("--verbose", action="store_true",
-                   help="also print the per-epoch lines (always written to <run>/train.log)")
+    p.add_argument("--quiet", action="store_true",
+                   help="print one line per run, not the per-epoch lines (those are always "
+                        "written to <run>/train.log too)")
     p.add_argument("--progress", action="store_true", help="tqdm bar per epoch")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size"):
@@ -186,7 +188,7 @@ def train_one(args, mode, tau_i, seed, dataset):
     start_epoch = trainer.epoch
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "train.log", "a") as log:
-        out = _Tee(log, sys.stdout) if args.verbose else log
+        out = log if args.quiet else _Tee(log, sys.stdout)
         with contextlib.redirect_stdout(out):
             summary = trainer.fit()
     write_summary(run_dir, summary)
@@ -430,7 +432,11 @@ def main(argv=None) -> int:
 
     jobs = [(mode, tau, seed) for mode in args.modes for tau in args.taus for seed in args.seeds]
     t0 = time.perf_counter()
-    dataset = _load_data(args)
+    try:
+        dataset = _load_data(args)
+    except es.DataError as err:   # missing or damaged MNIST files
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     epochs = f"{args.epochs} epoch{'s' * (args.epochs > 1)}"
     print(f"eventsim {es.__version__}: tau sweep of {len(jobs)} runs into {out} "
           f"(784-{'-'.join(map(str, args.hidden))}-10, {epochs}, "
@@ -445,11 +451,13 @@ def main(argv=None) -> int:
         try:
             with sigterm_as_interrupt():
                 status, info = train_one(args, mode, tau, seed, dataset)
-        except FloatingPointError as exc:   # one diverged run must not stop the sweep
+        except (FloatingPointError, es.SpikeLimitError) as exc:
+            # a diverged run (loss not finite, runaway firing) must not stop the sweep
             print(f"{head} FAILED: {exc}", flush=True)
             failed.append(run_name(mode, tau, seed))
             continue
-        except (ValueError, FileNotFoundError) as exc:   # settings clash with DIR
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            # settings clash with DIR, damaged files, device="cuda" without a GPU
             print(f"{head} error: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM
@@ -464,7 +472,7 @@ def main(argv=None) -> int:
     rows = finish(args)
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)} (see their train.log; "
-              "try --min-slope or a lower --lr)", file=sys.stderr)
+              "try a lower --lr or --init-std, or --min-slope)", file=sys.stderr)
     return 0 if rows and not failed else 1
 
 

@@ -24,7 +24,7 @@ from eventsim.datasets import latency_encode, mnist
 from eventsim._cli import (HelpFormatter, add_training_flags, interrupted_note,
                            sigterm_as_interrupt, training_config)
 from eventsim._io import writable_dir
-from eventsim._train import CHECKPOINT, Dataset, Trainer, write_summary
+from eventsim._train import CHECKPOINT, FINAL_MODEL, Dataset, Trainer, write_summary
 
 
 def parse_args(argv=None):
@@ -43,6 +43,18 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def fresh_start_problem(out_dir, resume: bool):
+    """Why a run must not start at epoch 1 in ``out_dir`` (None if it may): it would
+    overwrite a checkpoint, or the model and summary of a finished run."""
+    if not resume and (out_dir / CHECKPOINT).exists():
+        return "already holds a checkpoint; pass --resume to continue it or choose another --out"
+    finished = [name for name in (FINAL_MODEL, "summary.json") if (out_dir / name).exists()]
+    if finished:
+        return (f"holds a finished run ({', '.join(finished)}) without {CHECKPOINT}; choose "
+                "another --out, or delete those files to train anew there")
+    return None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -58,16 +70,19 @@ def main(argv=None) -> int:
         # bad flag, missing data, no GPU, a checkpoint with other settings or more epochs
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # while loading the data: nothing to save yet
+        print("\ninterrupted before training started; nothing was saved", file=sys.stderr)
+        return 130
+    problem = None if resumed else fresh_start_problem(trainer.out_dir, args.resume)
+    if problem:
+        print(f"error: {args.out} {problem}", file=sys.stderr)
+        return 2
     if resumed:
         print(f"resumed from {trainer.out_dir / CHECKPOINT} after epoch {trainer.epoch}",
               flush=True)
     elif args.resume:
         print(f"--resume: no checkpoint in {trainer.out_dir}, so training starts at epoch 1",
               flush=True)
-    elif (trainer.out_dir / CHECKPOINT).exists():
-        print(f"error: {args.out} already holds a checkpoint; pass --resume to continue it "
-              "or choose another --out", file=sys.stderr)
-        return 2
     print(f"eventsim {es.__version__}: {'-'.join(map(str, trainer.net.sizes))}, "
           f"tau_i={config.tau_i}, tau_v={config.tau_v}, "
           f"{'single' if config.single_spike else 'multi'}-spike, device={config.device}, "
@@ -80,6 +95,10 @@ def main(argv=None) -> int:
         note = interrupted_note(trainer.out_dir / CHECKPOINT, "continue with --resume")
         print(f"\ninterrupted: {note}", file=sys.stderr)
         return 130
+    except (FloatingPointError, es.SpikeLimitError) as err:  # the run diverged
+        print(f"error: training diverged in epoch {trainer.epoch + 1} ({err}); train again "
+              "with a lower --lr or --init-std into another --out", file=sys.stderr)
+        return 2
     write_summary(args.out, summary)
     print(json.dumps(summary), flush=True)
     return 0

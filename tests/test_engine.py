@@ -555,6 +555,10 @@ def test_spikes_sorts_by_time_then_id():
     np.testing.assert_array_equal(spikes.times, [0.1, 0.3, 0.5, 0.5])
     np.testing.assert_array_equal(spikes.ids, [1, 2, 0, 2])
     np.testing.assert_array_equal(spikes.of(2), [0.3, 0.5])
+    np.testing.assert_array_equal(spikes.of(np.int64(1)), [0.1])
+    for bad in (3, -1, 1.0):
+        with pytest.raises(ValueError, match="neuron must be"):
+            spikes.of(bad)
     assert spikes.ids.dtype == np.int64 and spikes.times.dtype == np.float64
     # membrane() with the unsorted train gives what it gives with the sorted one
     times, ids, weights = np.array([0.1, 0.2]), np.array([0, 1]), np.full((2, 3), 20.0)
@@ -625,3 +629,15 @@ def test_spike_list_bookkeeping_matches_python_sort(seed, ties):
         want = sorted((out_t[s, j, n], j, n) for j in range(n_in) for n in range(counts[s, j]))
         got = list(zip(times[ptr[s]:ptr[s + 1]], ids[ptr[s]:ptr[s + 1]], src_n[ptr[s]:ptr[s + 1]]))
         assert got == want
+
+
+def test_simulate_layer_takes_sparse_weights():
+    """A scipy.sparse weight matrix gives what its dense copy gives."""
+    import scipy.sparse
+
+    rng = np.random.default_rng(4)
+    weights = scipy.sparse.random(30, 6, density=0.3, random_state=4, format="csr") * 8.0
+    times, ids = rng.uniform(0.0, 1.0, 40), rng.integers(0, 30, 40)
+    lif = es.LIF(0.8, 0.4)
+    out = es.simulate_layer(times, ids, weights, lif)
+    assert len(out) > 0 and out == es.simulate_layer(times, ids, weights.toarray(), lif)

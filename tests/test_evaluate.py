@@ -72,3 +72,4 @@ def test_predict_batches_and_rejects_bad_batch_size(setup):
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
             net.predict(x, batch_size=bad)
+    assert net.predict(x[:0]).shape == (0,) and net.predict(x[:0]).dtype == want.dtype

@@ -60,8 +60,21 @@ def test_model_traces_match_the_forward_pass(traces, sizes, single_spike):
 
 
 def test_digit_index_out_of_range(traces, tmp_path):
-    with pytest.raises(SystemExit, match="--digit-index must be in"):
+    with pytest.raises(ValueError, match="--digit-index must be in"):
         traces.main(["--out", str(tmp_path / "x.png"), "--digit-index", "10000"])
+
+
+def test_out_and_model_are_checked_first(traces, tmp_path):
+    assert traces.check_out(tmp_path / "a" / "fig") == tmp_path / "a" / "fig.png"
+    assert (tmp_path / "a").is_dir()
+    with pytest.raises(ValueError, match="is a directory"):
+        traces.check_out(tmp_path)
+    for sizes in ([100, 20, 10], [784, 10]):
+        path = tmp_path / "net.h5"
+        es.Network(sizes, es.LIF(0.8, 0.4)).save(path)
+        with pytest.raises(ValueError, match="needs 784 inputs .* at least one hidden layer"):
+            traces.main(["--model", str(path), "--out", str(tmp_path / "x.png")])
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_command_line_errors_are_one_line(tmp_path):
@@ -70,7 +83,7 @@ def test_command_line_errors_are_one_line(tmp_path):
                           (["--tau-i", "0"], "error: tau_i must be a positive finite number")):
         run = subprocess.run([sys.executable, str(script), *args, "--out",
                               str(tmp_path / "x.png")], capture_output=True, text=True)
-        assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr
+        assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "x.png").exists()
 
 

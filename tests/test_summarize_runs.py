@@ -9,6 +9,7 @@ import h5py
 import pytest
 
 import eventsim as es
+from eventsim import _io
 from eventsim._train import Dataset, TrainConfig, Trainer
 
 
@@ -41,6 +42,7 @@ def runs(tmp_path_factory):
         extra = json.loads(f.attrs["extra"])
         extra["config"]["epochs"] = 5
         f.attrs["extra"] = json.dumps(extra)
+        f.attrs[_io.DIGEST] = _io._content_digest(f)
     return root
 
 
@@ -50,7 +52,9 @@ def metrics(run_dir):
 
 
 def test_groups_and_statistics(script, runs):
-    groups = script.summarize(script.find_runs([runs]))
+    records, unreadable = script.read_records(script.find_runs([runs]))
+    assert unreadable == []
+    groups = script.summarize(records)
     assert [g["runs"] for g in groups] == [3, 2, 0]
     a, b, cut = groups
     common = "--hidden 12 --epochs 2 --lr 0.01 --train-subset 300"
@@ -91,3 +95,28 @@ def test_table_and_errors(script, runs, tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
     assert script.main([str(tmp_path)]) == 2
     assert "no checkpoint.h5 found" in capsys.readouterr().err
+
+
+def test_copies_and_unreadable_runs_are_left_out(script, runs, tmp_path, capsys):
+    """A copy of a run is the same seed again: counting it would shrink the
+    standard error. An unreadable checkpoint is reported, not fatal."""
+    import shutil
+    root = tmp_path / "runs"
+    shutil.copytree(runs / "sub", root)
+    shutil.copytree(root / "a_s1", root / "a_s1_copy")
+    (root / "broken").mkdir()
+    (root / "broken" / "checkpoint.h5").write_bytes(b"not hdf5")
+    assert script.main([str(root)]) == 0
+    cap = capsys.readouterr()
+    assert f"skipped {root / 'broken'}: " in cap.err and "not a readable HDF5 file" in cap.err
+    assert f"not counted: {root / 'a_s1_copy'}" in cap.out and "seed 1 again" in cap.out
+    records, unreadable = script.read_records(script.find_runs([root]))
+    assert len(records) == 7 and len(unreadable) == 1
+    a = script.summarize(records)[0]
+    assert a["runs"] == 3 and [r["seed"] for r in a["complete"]] == [0, 1, 2]
+    assert a["duplicates"] == [{"run": str(root / "a_s1_copy"), "seed": 1,
+                                "final": a["complete"][1]["final"]}]
+    (root / "only").mkdir()
+    (root / "only" / "checkpoint.h5").write_bytes(b"not hdf5")
+    assert script.main([str(root / "only")]) == 2
+    assert "error: no readable run" in capsys.readouterr().err

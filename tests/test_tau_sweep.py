@@ -28,6 +28,7 @@ def test_tau_sweep_end_to_end(sweep, tmp_path, capsys):
     assert sweep.main(args) == 0
     printed = capsys.readouterr().out
     assert printed.count("trained epoch 1;") == 4   # one progress line per run
+    assert printed.count("epoch   1  loss") == 4    # and each run's per-epoch lines
 
     for name in sweep.FIGURES:
         assert (out / name).stat().st_size > 10_000
@@ -155,3 +156,34 @@ def test_p_equal_to_one_is_allowed(sweep):
     """tau_I = tau_V (p = 1) has its own exact formula in the engine."""
     args = sweep.parse_args(["--p", "1", "--taus", "0.8"])
     assert args.p == 1.0 and args.taus == [0.8]
+
+
+def test_a_diverged_run_does_not_stop_the_sweep(sweep, tmp_path, capsys, monkeypatch):
+    """Runaway firing in one run (SpikeLimitError) marks it FAILED; the others
+    are trained and plotted, and the exit status says that one failed."""
+    from eventsim._train import Trainer
+
+    fit = Trainer.fit
+
+    def fit_or_diverge(self):
+        if self.config.tau_i == 0.4:
+            raise es.SpikeLimitError("neuron 3 (sample 0) fired more than 10000 times")
+        return fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", fit_or_diverge)
+    out = tmp_path / "sweep"
+    assert sweep.main(["--taus", "0.4", "0.8", "--modes", "multi", "--epochs", "1",
+                       "--train-subset", "100", "--eval-subset", "100", "--hidden", "10",
+                       "--out", str(out), "--quiet"]) == 1
+    cap = capsys.readouterr()
+    assert "tau_i=0.4   tau_v=0.2    seed=0: FAILED: neuron 3" in cap.out
+    assert "trained epoch 1;" in cap.out and "epoch   1  loss" not in cap.out   # --quiet
+    assert "1 run(s) failed: multi_tau0.4_seed0" in cap.err
+    assert [float(r["tau_i"]) for r in read_rows(out)] == [0.8]
+
+
+def test_missing_data_is_one_error_line(sweep, tmp_path, capsys):
+    assert sweep.main(["--data-dir", str(tmp_path / "nowhere"), "--out",
+                       str(tmp_path / "sweep")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not found" in err and "Traceback" not in err

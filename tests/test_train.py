@@ -126,7 +126,8 @@ def test_cosine_learning_rate():
     ("output_l2", np.inf), ("min_slope", -1.0), ("weight_decay", -1e-4), ("seed", -3),
     ("seed", 1.5), ("tau_i", 0.0), ("tau_i", np.nan), ("tau_v", -0.4), ("tau_v", 1e-310),
     ("t_out", 0.0), ("init_std", -0.1), ("hidden", (400, 0)), ("hidden", ()),
-    ("device", "gpu"), ("penalty_reduction", "max"),
+    ("hidden", (5.9,)), ("hidden", "400"), ("epochs", 1.5), ("batch_size", 2.5),
+    ("train_subset", 10.0), ("device", "gpu"), ("penalty_reduction", "max"),
 ])
 def test_config_refuses_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
@@ -162,10 +163,11 @@ def test_checkpoint_without_penalty_reduction_resumes_as_mean(small_data, tmp_pa
     """Checkpoints written before the option existed were trained with 'mean'."""
     Trainer(small_config(train_subset=200, penalty_reduction="mean"), small_data, tmp_path,
             progress=False).fit()
-    with h5py.File(tmp_path / "checkpoint.h5", "r+") as f:
+    with h5py.File(tmp_path / "checkpoint.h5", "r+") as f:   # as written back then:
         extra = json.loads(f.attrs["extra"])
         del extra["config"]["penalty_reduction"]
         f.attrs["extra"] = json.dumps(extra)
+        del f.attrs[_io.DIGEST]                                 # nor had they a digest
     with pytest.raises(ValueError, match="penalty_reduction"):
         Trainer(small_config(train_subset=200), small_data, tmp_path, progress=False).resume()
     assert Trainer(small_config(train_subset=200, penalty_reduction="mean"), small_data,
@@ -284,6 +286,65 @@ def test_load_checkpoint_errors(tmp_path):
         es.Network.load(tmp_path / "truncated.h5")
 
 
+def flip_one_bit(path, dataset, index):
+    """Damage a saved file as a bad disk or copy would: one bit of one stored value."""
+    with h5py.File(path, "r") as f:
+        data = f[dataset]
+        offset = data.id.get_offset() + index * data.dtype.itemsize
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)[0]
+        fh.seek(offset)
+        fh.write(bytes([byte ^ 0x10]))
+
+
+def test_damaged_files_are_refused(small_data, tmp_path):
+    """A file whose weights, optimiser state or settings changed after it was
+    written no longer matches its SHA-256 digest and is refused, not loaded."""
+    trainer = Trainer(small_config(train_subset=200), small_data, tmp_path, progress=False)
+    trainer.fit()
+    for name, dataset in (("model.h5", "weights/0"), ("checkpoint.h5", "adam/v/1")):
+        path = tmp_path / name
+        good = _io.load_checkpoint(path)
+        copy = tmp_path / f"damaged_{name}"
+        copy.write_bytes(path.read_bytes())
+        flip_one_bit(copy, dataset, 17)
+        with h5py.File(copy, "r") as f:   # the damage is there and h5py reads it silently
+            stored = good["weights"][0] if name == "model.h5" else good["adam"]["v"][1]
+            assert f[dataset][()].flat[17] != stored.flat[17]
+        with pytest.raises(ValueError, match=f"{copy.name} is damaged"):
+            _io.load_checkpoint(copy)
+    with h5py.File(tmp_path / "model.h5", "r+") as f:   # settings edited by hand
+        f.attrs["network"] = f.attrs["network"].replace('"tau_i": 0.8', '"tau_i": 0.9')
+    with pytest.raises(ValueError, match="is damaged"):
+        es.Network.load(tmp_path / "model.h5")
+    with pytest.raises(ValueError, match="is damaged"):   # resuming from a damaged one
+        flip_one_bit(tmp_path / "checkpoint.h5", "weights/1", 3)
+        Trainer(small_config(train_subset=200, epochs=2), small_data, tmp_path,
+                progress=False).resume()
+
+
+def test_files_that_are_not_checkpoints_are_refused(small_data, tmp_path):
+    trainer = Trainer(small_config(train_subset=200), small_data, tmp_path, progress=False)
+    trainer.fit()
+    (tmp_path / "checkpoint.h5").write_bytes((tmp_path / "model.h5").read_bytes())
+    with pytest.raises(ValueError, match="not the optimiser state"):
+        Trainer(small_config(train_subset=200, epochs=2), small_data, tmp_path,
+                progress=False).resume()
+    path = tmp_path / "odd.h5"
+
+    def settings(f, network):
+        f.attrs["network"] = json.dumps(network)
+        f.create_group("weights")
+
+    for network, reason in (({"sizes": [3, 2]}, "KeyError"),
+                            ({"sizes": [3, 2], "tau_i": 1.0, "tau_v": 0.5, "threshold": 1.0,
+                              "colour": "red"}, "TypeError")):
+        _io.atomic_write_h5(path, lambda f: settings(f, network))
+        with pytest.raises(ValueError, match=rf"odd.h5 holds network settings .* \({reason}"):
+            es.Network.load(path)
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(y_train=np.zeros(4, np.int64)), r"y_train must have shape \(5,\)"),
     (dict(y_test=np.zeros(3)), "y_test must be integers"),
@@ -306,7 +367,7 @@ def test_config_validation():
     assert TrainConfig(tau_i=0.6).tau_v == 0.3
     with pytest.raises(ValueError, match="penalty_reduction"):
         TrainConfig(penalty_reduction="max")
-    with pytest.raises(ValueError, match="val_size must be >= 0"):
+    with pytest.raises(ValueError, match="val_size must be an integer >= 0"):
         TrainConfig(val_size=-1)
 
 
@@ -395,6 +456,33 @@ def test_train_mnist_example_interrupted_in_first_epoch(tmp_path, monkeypatch, c
     assert not (out / "checkpoint.h5").exists()
 
 
+def test_train_mnist_example_keeps_finished_runs(tmp_path, monkeypatch, capsys):
+    """Without its checkpoint, a finished run's model and summary are not
+    overwritten by a new run in the same --out."""
+    out = tmp_path / "run"
+    flags = ["--epochs", "1", "--hidden", "20", "--train-subset", "200", "--out", str(out),
+             "--no-progress"]
+    assert run_example(flags, monkeypatch, capsys)[0] == 0
+    model = (out / "model.h5").read_bytes()
+    (out / "checkpoint.h5").unlink()
+    for extra in ([], ["--resume"], ["--seed", "5"]):
+        code, cap = run_example([*flags, *extra], monkeypatch, capsys)
+        assert code == 2 and cap.err.startswith("error:") and "holds a finished run" in cap.err
+        assert "Traceback" not in cap.err and cap.out == ""
+    assert (out / "model.h5").read_bytes() == model
+
+
+def test_train_mnist_example_reports_divergence(tmp_path, monkeypatch, capsys):
+    """Runaway firing (here from a huge learning rate) ends the run with one
+    error line that names the flags to change, not a traceback."""
+    code, cap = run_example(["--epochs", "1", "--hidden", "20", "--train-subset", "300",
+                             "--lr", "1e6", "--out", str(tmp_path / "run"), "--no-progress"],
+                            monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in cap.err
+    assert cap.err.startswith("error: training diverged in epoch 1 (neuron")
+    assert "max_spikes_per_neuron" in cap.err and "--lr or --init-std" in cap.err
+
+
 def test_train_mnist_example_reports_missing_data(tmp_path, monkeypatch, capsys):
     code, cap = run_example(["--data-dir", str(tmp_path / "nowhere"), "--out",
                              str(tmp_path / "run")], monkeypatch, capsys)
@@ -428,7 +516,7 @@ def test_train_mnist_help_states_the_defaults(monkeypatch, capsys):
 
 
 def test_train_mnist_example_reports_bad_settings(tmp_path, monkeypatch, capsys):
-    for flags, message in ((["--epochs", "0"], "epochs must be >= 1"),
+    for flags, message in ((["--epochs", "0"], "epochs must be an integer >= 1"),
                            (["--init-std", "-1"], "init_std must be a finite number >= 0"),
                            (["--tau-i", "0"], "tau"),
                            (["--val-size", "60000"], "val_size must be in [0, 60000)"),
@@ -437,6 +525,17 @@ def test_train_mnist_example_reports_bad_settings(tmp_path, monkeypatch, capsys)
         code, cap = run_example([*flags, "--out", str(tmp_path / "run")], monkeypatch, capsys)
         assert code == 2 and cap.err.startswith("error:") and message in cap.err
         assert "Traceback" not in cap.err
+
+
+def test_command_line_hidden_sizes():
+    from argparse import ArgumentTypeError
+
+    from eventsim._cli import parse_hidden
+
+    assert parse_hidden("400") == (400,) and parse_hidden(" 400, 300 ") == (400, 300)
+    for bad in ("", "400,,10", "400,", "0", "-5", "4.5", "a"):
+        with pytest.raises(ArgumentTypeError, match="comma-separated positive integers"):
+            parse_hidden(bad)
 
 
 def test_train_mnist_example_reports_unwritable_out(tmp_path, monkeypatch, capsys):
@@ -448,5 +547,7 @@ def test_train_mnist_example_reports_unwritable_out(tmp_path, monkeypatch, capsy
                              str(tmp_path / "nowhere")], monkeypatch, capsys)
     assert code == 2 and cap.err.startswith("error: cannot write to the output directory")
     assert str(blocker / "run") in cap.err and "Traceback" not in cap.err
+    code, cap = run_example(["--out", ""], monkeypatch, capsys)
+    assert code == 2 and cap.err.startswith("error: the output directory is an empty name")
     assert _io.writable_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
     assert list((tmp_path / "a" / "b").iterdir()) == []
