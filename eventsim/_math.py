@@ -145,15 +145,24 @@ def _closed_form_crossing(v0, i0, hi, a, theta):
 
     With x = e^{-a s}: V = A x^2 + B x, A = V0 - I0/a, B = I0/a. A rising
     crossing has A < 0 and the first one is the larger root
-    x = (B + sqrt(B^2 + 4 A theta)) / (-2A); s = -ln(x)/a, clipped into (0, hi].
+    x = (B + sqrt(D)) / (-2A), D = B^2 + 4 A theta; s = -ln(x)/a, clipped into
+    (0, hi]. For a crossing soon after the interval start (x near 1) ln(x) would
+    lose the digits of 1 - x, so there s = -log1p(-y)/a with
+    y = 1 - x = 2 (theta - V0) / (sqrt(D) + B - 2 V0), the same root without
+    cancellation: both terms of the denominator are >= 0, since
+    B - 2 V0 = (dV/ds at s = 0) / a > 0 on a rise.
     """
     big_a = v0 - i0 / a
     big_b = i0 / a
     disc = big_b * big_b + 4.0 * big_a * theta
     if disc < 0.0:
         disc = 0.0
-    x = (big_b + math.sqrt(disc)) / (-2.0 * big_a)
-    s = -math.log(x) / a
+    root = math.sqrt(disc)
+    x = (big_b + root) / (-2.0 * big_a)
+    if x > 0.5:
+        s = -math.log1p(-2.0 * (theta - v0) / (root + big_b - 2.0 * v0)) / a
+    else:
+        s = -math.log(x) / a
     if s > hi:
         s = hi
     if s < 0.0:

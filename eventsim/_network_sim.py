@@ -78,20 +78,38 @@ def _predict(q, v, cur, t_last, can_fire, t_end, a, b, theta, method, heap, pos,
 
 
 @jit
-def _deliver(src, t, w_ptr, w_idx, w_val, v, cur, t_last, can_fire, t_end, a, b, theta,
-             method, heap, pos, pred):
-    """Input spike from row ``src`` of a CSR weight matrix, arriving at time t."""
+def _receive(src, t, w_ptr, w_idx, w_val, v, cur, t_last, a, b, touched, n_touched,
+             is_touched):
+    """Spike of row ``src`` of a CSR weight matrix arriving at time t: advance each
+    target to t and add its weight to the current. The targets are re-predicted
+    later (``_predict``), once every arrival at t has been added; returns the new
+    number of entries in ``touched``."""
     for e in range(w_ptr[src], w_ptr[src + 1]):
         q = w_idx[e]
         _advance(q, t, v, cur, t_last, a, b)
         cur[q] += w_val[e]
-        _predict(q, v, cur, t_last, can_fire, t_end, a, b, theta, method, heap, pos, pred)
+        if not is_touched[q]:
+            is_touched[q] = True
+            touched[n_touched] = q
+            n_touched += 1
+    return n_touched
 
 
 @jit
 def network_kernel(in_t, in_i, win_ptr, win_idx, win_val, wrec_ptr, wrec_idx, wrec_val,
                    n_neurons, a, b, theta, t_end, delay, single_spike, method, max_spikes):
-    """Returns (spike times, spike ids, status); status = 1 + neuron that hit max_spikes, or 0."""
+    """Returns (spike times, spike ids, status); status = 1 + neuron that hit max_spikes, or 0.
+
+    Each time t at which something happens is handled in three steps, so that the
+    result does not depend on the order of simultaneous events (nor on neuron or
+    input ids): (1) every neuron whose crossing was predicted at t fires (V(t) is
+    continuous, so an arrival at t cannot undo a crossing at t); (2) every spike
+    arriving at t (external inputs, recurrent spikes after ``delay``, and with
+    delay 0 the spikes of step 1) is added to its targets' currents; (3) the
+    neurons of steps 1 and 2 are re-predicted from their state after t. A
+    crossing predicted in step 3 is later than t; if it rounds to t, it fires in
+    the next round at t, after all of t's arrivals.
+    """
     v = np.zeros(n_neurons)
     cur = np.zeros(n_neurons)
     t_last = np.zeros(n_neurons)
@@ -100,6 +118,8 @@ def network_kernel(in_t, in_i, win_ptr, win_idx, win_val, wrec_ptr, wrec_idx, wr
     pos = np.arange(n_neurons)
     can_fire = np.ones(n_neurons, np.bool_)
     fired = np.zeros(n_neurons, np.int64)
+    touched = np.empty(n_neurons, np.int64)
+    is_touched = np.zeros(n_neurons, np.bool_)
     out_t = np.empty(1024)
     out_j = np.empty(1024, np.int64)
     n_spk = 0
@@ -112,7 +132,9 @@ def network_kernel(in_t, in_i, win_ptr, win_idx, win_val, wrec_ptr, wrec_idx, wr
         t = min(t_pred, min(t_ext, t_arr))
         if not t < t_end:
             break
-        if t_pred <= t_ext and t_pred <= t_arr:
+        n_touched = 0
+        first_new = n_spk
+        while n_neurons > 0 and pred[heap[0]] == t:    # (1) crossings at t
             j = heap[0]
             _advance(j, t, v, cur, t_last, a, b)
             v[j] = 0.0
@@ -131,18 +153,27 @@ def network_kernel(in_t, in_i, win_ptr, win_idx, win_val, wrec_ptr, wrec_idx, wr
                 return out_t[:n_spk], out_j[:n_spk], j + 1
             if single_spike:
                 can_fire[j] = False
-            _predict(j, v, cur, t_last, can_fire, t_end, a, b, theta, method, heap, pos, pred)
-            if delay == 0.0:
-                _deliver(j, t, wrec_ptr, wrec_idx, wrec_val, v, cur, t_last, can_fire, t_end,
-                         a, b, theta, method, heap, pos, pred)
-        elif t_ext <= t_arr:
-            _deliver(in_i[k], t, win_ptr, win_idx, win_val, v, cur, t_last, can_fire, t_end,
-                     a, b, theta, method, heap, pos, pred)
+            _heap_set(j, math.inf, heap, pos, pred)
+            is_touched[j] = True
+            touched[n_touched] = j
+            n_touched += 1
+        while k < in_t.shape[0] and in_t[k] == t:      # (2) arrivals at t
+            n_touched = _receive(in_i[k], t, win_ptr, win_idx, win_val, v, cur, t_last, a, b,
+                                 touched, n_touched, is_touched)
             k += 1
+        if delay == 0.0:
+            for s in range(first_new, n_spk):
+                n_touched = _receive(out_j[s], t, wrec_ptr, wrec_idx, wrec_val, v, cur,
+                                     t_last, a, b, touched, n_touched, is_touched)
         else:
-            _deliver(out_j[arrived], t, wrec_ptr, wrec_idx, wrec_val, v, cur, t_last,
-                     can_fire, t_end, a, b, theta, method, heap, pos, pred)
-            arrived += 1
+            while arrived < n_spk and out_t[arrived] + delay == t:
+                n_touched = _receive(out_j[arrived], t, wrec_ptr, wrec_idx, wrec_val, v, cur,
+                                     t_last, a, b, touched, n_touched, is_touched)
+                arrived += 1
+        for m in range(n_touched):                     # (3) new predictions
+            q = touched[m]
+            is_touched[q] = False
+            _predict(q, v, cur, t_last, can_fire, t_end, a, b, theta, method, heap, pos, pred)
     return out_t[:n_spk], out_j[:n_spk], 0
 
 
@@ -177,7 +208,9 @@ def simulate_network(times, ids, w_in, w_rec, lif: LIF, t_end, delay=0.0, single
     lif, t_end, single_spike, method, max_spikes_per_neuron : as in ``simulate_layer``.
     delay : float >= 0
         Transmission delay of recurrent spikes. With delay 0 a spike reaches its
-        targets at the same instant, after the spiking neuron's own reset.
+        targets at the same instant, after the spiking neuron's own reset and
+        after every other crossing at that instant: simultaneous events are
+        applied together, whatever their order or ids (see ``network_kernel``).
 
     Returns
     -------

@@ -50,7 +50,8 @@ def exact_interval(v, cur, v1, c1, t0, t1, t_end, ea_k, eb_k, kap_k, kmax_k, a, 
     and the search restarts from the spike time, so any number of spikes per
     interval is found), records spike times and dV/dt just before each spike
     (I - b*theta, the denominator of the implicit-function gradient) while
-    ``out_t``/``out_dv`` have room, and propagates the state to t1.
+    ``out_t``/``out_dv`` have room (``spike_slope``), and propagates the state
+    to t1.
     Returns (v, cur, n, can_fire); can_fire is False after the one spike of
     single-spike mode or once n exceeds max_spikes.
     """
@@ -70,7 +71,7 @@ def exact_interval(v, cur, v1, c1, t0, t1, t_end, ea_k, eb_k, kap_k, kmax_k, a, 
         cur = cur * math.exp(-a * s)
         if n < cap:
             out_t[n] = ts
-            out_dv[n] = cur - b * theta
+            out_dv[n] = spike_slope(cur, a, b, theta)
         n += 1
         v = 0.0
         tc = ts
@@ -87,6 +88,25 @@ def exact_interval(v, cur, v1, c1, t0, t1, t_end, ea_k, eb_k, kap_k, kmax_k, a, 
         v = v * math.exp(-b * rest) + cur * kappa(rest, a, b)
         cur = cur * math.exp(-a * rest)
     return v, cur, n, can_fire
+
+
+@jit
+def spike_slope(cur, a, b, theta):
+    """dV/dt = I - b theta just before a spike (units: V per time), at least
+    sqrt(a I eps theta).
+
+    Near V's maximum V'' = -a I, so a crossing that V exceeds by h = V_max - theta
+    has V' = sqrt(2 a I h). float64 resolves crossings down to h ~ eps theta / 2
+    (half an ulp of theta), and at such a grazing crossing I - b theta cancels to
+    0 (or a rounding-sized negative value), which would make the gradient of the
+    implicit-function theorem infinite or of the wrong sign. The floor is V' at
+    h = eps theta / 2; it is far above the rounding noise of I - b theta
+    (~eps I) and leaves every crossing that V clears by more than about an ulp
+    untouched.
+    """
+    slope = cur - b * theta
+    floor = math.sqrt(a * cur * 2.220446049250313e-16 * theta)
+    return slope if slope > floor else floor
 
 
 @jit

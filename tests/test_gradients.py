@@ -233,6 +233,34 @@ def test_min_slope_clips_gradients():
     assert np.abs(clipped[0]).max() < np.abs(exact[0]).max()
 
 
+def test_grazing_spike_gives_finite_gradients():
+    """A single input whose PSP peaks at threshold to within an ulp (the 40-digit
+    peak exceeds it by 5.6e-17): V' at the spike cancels to 0 in float64, and
+    dividing by it gave inf/NaN. The slope is floored at its value for a crossing
+    cleared by half an ulp, so the gradients stay finite: exactly 0 where the
+    loss does not depend on the neuron, and beyond those of a spike that clears
+    threshold by ~1e-9 (same sign, larger), since they grow as 1/sqrt(clearance)."""
+    from validation import mp_reference
+
+    lif = es.LIF(0.8, 0.4)
+    w_graze = float(1 / mp_reference.kappa_peak(0.8, 0.4))
+    x = np.array([[0.1]])
+    grads = {}
+    for w_in in (w_graze, w_graze * (1 + 1e-9)):
+        for w_out in ([[1.0, -1.0]], [[0.0, 0.0]]):
+            net = es.Network([1, 1, 2], lif, t_out=5.0)
+            net.weights = [np.array([[w_in]]), np.array(w_out)]
+            assert net.forward(x).spike_counts[0][0, 0] == 1
+            _, g, gx = net.loss_and_grad(x, [0], dead_penalty=0.0, output_l2=0.0,
+                                         wrt_inputs=True)
+            assert all(np.isfinite(a).all() for a in (*g, gx))
+            grads[w_in, w_out[0][0]] = g[0][0, 0]
+    assert grads[w_graze, 0.0] == 0.0 and grads[w_graze * (1 + 1e-9), 0.0] == 0.0
+    near = grads[w_graze * (1 + 1e-9), 1.0]
+    assert near != 0.0 and np.sign(grads[w_graze, 1.0]) == np.sign(near)
+    assert abs(grads[w_graze, 1.0]) > 10 * abs(near)
+
+
 @pytest.mark.parametrize("bad, match", [
     (lambda net, x, y: net.loss_and_grad(x, y + 10), "labels"),
     (lambda net, x, y: net.loss_and_grad(x[:, :-1], y), "x must have shape"),

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import eventsim as es
 from strategies import few, layers, lif_of
+from validation import mp_reference
 from validation.ode import ode_simulate_network
 
 if not hasattr(es, "simulate_network"):
@@ -97,3 +98,40 @@ def test_network_bad_input(kwargs, word):
     args.update(kwargs)
     with pytest.raises(ValueError, match=word):
         es.simulate_network(**args)
+
+
+@pytest.mark.parametrize("t0", [0.1, 0.123456789, 0.3])
+def test_simultaneous_crossings_fire_together(t0):
+    """Two neurons with the same input cross threshold at the same instant t*;
+    neuron 0 inhibits neuron 1 with no delay. V is continuous, so the
+    inhibition arriving at t* cannot undo neuron 1's crossing at t*: both fire
+    at t* (the layer's spike time), whichever of the two carries the lower id."""
+    lif = es.LIF(0.5, 0.5)
+    w_in = np.array([[20.0, 20.0]])
+    first = es.simulate_layer([t0], [0], w_in[:, :1], lif, t_end=3.0).times[0]
+    for inhibitor in (0, 1):
+        w_rec = np.zeros((2, 2))
+        w_rec[inhibitor, 1 - inhibitor] = -50.0
+        out = es.simulate_network([t0], [0], w_in, w_rec, lif, t_end=3.0, delay=0.0)
+        assert out.of(1 - inhibitor)[0] == first and out.of(inhibitor)[0] == first
+        assert out.counts()[1 - inhibitor] == 1 and out.counts()[inhibitor] > 1
+
+
+@pytest.mark.parametrize("gain", [1e3, 1e5, 1e8])
+def test_simultaneous_inputs_are_added_before_any_crossing(gain):
+    """Inputs at one instant act together: an excitatory and a stronger inhibitory
+    input at t2, a few ulp before the neuron would cross, must not let it fire
+    in between, whatever their ids (simulate_layer and the 40-digit reference
+    give no spike)."""
+    lif = es.LIF(0.5, 0.5)
+    crossing = es.simulate_layer([0.1], [0], np.array([[20.0]]), lif, t_end=1.0).times[0]
+    for k in (1, 2, 3, 5, 8, 13, 100):
+        t2 = crossing - k * np.spacing(crossing)
+        times, ids = [0.1, t2, t2], [0, 1, 2]
+        for w in ([[20.0], [gain], [-2 * gain]], [[20.0], [-2 * gain], [gain]]):
+            w = np.array(w)
+            out = es.simulate_network(times, ids, w, np.zeros((1, 1)), lif, t_end=t2 + 0.01)
+            assert len(out) == 0
+            assert out == es.simulate_layer(times, ids, w, lif, t_end=t2 + 0.01)
+    r, _ = mp_reference.neuron([0.1, t2, t2], [20.0, gain, -2 * gain], 0.5, 0.5, t_end=t2 + 0.01)
+    assert len(r) == 0

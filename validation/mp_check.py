@@ -7,12 +7,12 @@ Four checks, each against 40-digit arithmetic on the same float64 inputs:
 
 * spike times of ``eventsim.simulate_layer`` on random layers
   (``validation.cases.random_case``), p in {2, 1, 0.5, 3.7, 1.0001, 20},
-  multi- and single-spike: no count mismatch, |dt| <= 1e-12;
+  multi- and single-spike: no count mismatch, |dt| <= 1e-14;
 * extreme regimes (``check_extreme_layers``): stiff leak ratios (p = 100 and
   0.01), p = 1 - 2e-7 and 1 + 2e-12, time constants of 1e-3 and 100, drives
   of up to 60 times threshold (up to thousands of spikes per neuron) and
   horizons from 0.02 to 500 times the faster time constant: no count
-  mismatch, |dt| <= 1e-12 t_end;
+  mismatch, |dt| <= 1e-14 t_end;
 * grazing crossings: one input whose kernel peak is 1 + eps times threshold,
   eps from 1e-3 down to 1e-12 (and -1e-12: no spike). The crossing time's
   condition number grows like 1/sqrt(eps), so the allowed error is
@@ -45,7 +45,7 @@ from . import mp_reference as ref
 from .cases import TAUS, random_case
 from .compare import spike_train_diff
 
-TOL_TIME = 1e-12
+TOL_TIME = 1e-14
 TOL_GRAZE = 1e-14
 TOL_GRAD = 1e-12
 TOL_LOSS = 1e-13
