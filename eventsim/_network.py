@@ -86,11 +86,10 @@ class Network:
                  max_spikes_per_neuron=DEFAULT_MAX_SPIKES, min_slope=0.0, device="cpu",
                  init_mean=INIT_MEAN, init_std=INIT_STD):
         self.sizes = check_layer_sizes(sizes, "sizes", min_layers=2)
-        self.lif = check_lif(lif)
+        self._lif = check_lif(lif)
         self.t_out = check_t_end(t_out, "t_out")
         self.single_spike = check_bool(single_spike, "single_spike")
         self.method = method
-        self._method_code = check_method(method, self.lif)
         self.max_spikes = check_max_spikes(max_spikes_per_neuron)
         self.min_slope = check_nonnegative(min_slope, "min_slope")
         self.seed = check_seed(seed)
@@ -102,6 +101,27 @@ class Network:
         self._weights = [rng.normal(init_mean, init_std, (n, m))
                          for n, m in zip(sizes[:-1], sizes[1:])]
         self._cap_hint = [1 if single_spike else 16] * (len(sizes) - 2)
+
+    @property
+    def lif(self) -> LIF:
+        """The neurons' time constants and threshold (shared by every layer)."""
+        return self._lif
+
+    @lif.setter
+    def lif(self, lif):
+        lif = check_lif(lif)
+        self._method_code = check_method(self._method, lif)   # "auto" follows p
+        self._lif = lif
+
+    @property
+    def method(self) -> str:
+        """The crossing solver: "auto", "closed_form" (p = 2 only) or "root"."""
+        return self._method
+
+    @method.setter
+    def method(self, method):
+        self._method_code = check_method(method, self._lif)
+        self._method = method
 
     # ------------------------------------------------------------------ weights
     @property

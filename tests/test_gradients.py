@@ -233,6 +233,31 @@ def test_min_slope_clips_gradients():
     assert np.abs(clipped[0]).max() < np.abs(exact[0]).max()
 
 
+def test_method_and_lif_set_after_construction_take_effect():
+    x, _ = make_batch(5, 3, 4, seed=2)
+    weights = make_net([5, 7, 3], 2.0, False, seed=2).weights
+    nets = {}
+    for method in ("root", "closed_form"):
+        nets[method] = es.Network([5, 7, 3], es.LIF(0.8, 0.4), method=method)
+        nets[method].weights = weights
+    later = es.Network([5, 7, 3], es.LIF(0.8, 0.4), method="closed_form")
+    later.weights = weights
+    later.method = "root"
+    assert later.method == "root"
+    np.testing.assert_array_equal(later.forward(x)._layers[0].out_t,
+                                  nets["root"].forward(x)._layers[0].out_t)
+    assert not np.array_equal(nets["closed_form"].forward(x)._layers[0].out_t,
+                              nets["root"].forward(x)._layers[0].out_t)
+    later.method = "closed_form"
+    with pytest.raises(ValueError, match="needs p = tau_i / tau_v == 2"):
+        later.lif = es.LIF(0.8, 0.8)
+    later.method = "auto"
+    later.lif = es.LIF(0.8, 0.8)      # auto follows p: now the root solver
+    reference = es.Network([5, 7, 3], es.LIF(0.8, 0.8))
+    reference.weights = weights
+    np.testing.assert_array_equal(later.forward(x).v_out, reference.forward(x).v_out)
+
+
 def test_grazing_spike_gives_finite_gradients():
     """A single input whose PSP peaks at threshold to within an ulp (the 40-digit
     peak exceeds it by 5.6e-17): V' at the spike cancels to 0 in float64, and
