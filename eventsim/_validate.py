@@ -97,8 +97,9 @@ def check_spike_times(times, name: str = "times", allow_inf: bool = True) -> np.
     arr = np.asarray(times)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of spike times, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.size and not (np.issubdtype(arr.dtype, np.floating)
+                         or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name} must be real numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
     if not allow_inf and not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite, found {arr[~np.isfinite(arr)][0]} at index "
@@ -172,7 +173,11 @@ def check_method(method: str, lif) -> int:
 
 
 def check_max_spikes(max_spikes) -> int:
-    return check_int(max_spikes, "max_spikes_per_neuron", 1)
+    """An integer in [1, 2**62] (the kernels count spikes in int64)."""
+    max_spikes = check_int(max_spikes, "max_spikes_per_neuron", 1)
+    if max_spikes > 2**62:
+        raise ValueError(f"max_spikes_per_neuron must be <= 2**62, got {max_spikes}")
+    return max_spikes
 
 
 def check_bool(value, name: str) -> bool:

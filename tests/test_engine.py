@@ -482,6 +482,7 @@ def _base():
     (dict(times=[np.nan, 0.2]), "times"),
     (dict(times=[-0.1, 0.2]), "times"),
     (dict(times=[[0.1, 0.2]]), "times"),
+    (dict(times=np.array([0.1, 0.2]) + 0j), "times must be real numbers"),
     (dict(ids=[0, 2]), "ids"),
     (dict(ids=[0, -1]), "ids"),
     (dict(ids=[0.0, 1.0]), "ids"),
@@ -498,6 +499,7 @@ def _base():
     (dict(method="newton"), "method"),
     (dict(single_spike="yes"), "single_spike"),
     (dict(max_spikes_per_neuron=0), "max_spikes_per_neuron"),
+    (dict(max_spikes_per_neuron=2**64), "max_spikes_per_neuron must be <= 2\*\*62"),
     (dict(lif="lif"), "lif"),
 ])
 def test_bad_input_raises_value_error(kwargs, word):
