@@ -499,7 +499,7 @@ def _base():
     (dict(method="newton"), "method"),
     (dict(single_spike="yes"), "single_spike"),
     (dict(max_spikes_per_neuron=0), "max_spikes_per_neuron"),
-    (dict(max_spikes_per_neuron=2**64), "max_spikes_per_neuron must be <= 2\*\*62"),
+    (dict(max_spikes_per_neuron=2**64), r"max_spikes_per_neuron must be <= 2\*\*62"),
     (dict(lif="lif"), "lif"),
 ])
 def test_bad_input_raises_value_error(kwargs, word):
