@@ -21,11 +21,12 @@ spikes of every hidden neuron. The paper plots
 
 Each run lives in DIR/<mode>_tau<tau_I>_seed<seed>/ with the files of
 examples/train_mnist.py (metrics.csv, checkpoint.h5, model.h5, summary.json),
-train.log (the per-epoch lines, also printed unless --quiet), spike_counts.npy (float array, one entry per
-hidden neuron: its spike count averaged over the evaluated test samples) and
-eval.json. Rerunning the same command resumes an interrupted sweep: finished
-runs (summary.json) are skipped, a run with a checkpoint continues from it, and
-raising --epochs continues finished runs up to the new count. Every completed
+train.log (the per-epoch lines, also printed unless --quiet), spike_counts.npy
+(float array, one entry per hidden neuron: its spike count averaged over the
+evaluated test samples) and eval.json. Rerunning the same command resumes an
+interrupted sweep: finished runs (summary.json) are skipped, a run with a
+checkpoint continues from it, and raising --epochs continues finished runs up to
+the new count. Every completed
 run found in DIR goes into DIR/sweep.csv and the three figures
 DIR/fig3_spike_histograms.png, DIR/fig4_spikes_vs_tau.png and
 DIR/fig5_accuracy_vs_tau.png, whose titles state the epochs and sample counts
