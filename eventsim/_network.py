@@ -86,10 +86,9 @@ class Network:
                  max_spikes_per_neuron=DEFAULT_MAX_SPIKES, min_slope=0.0, device="cpu",
                  init_mean=INIT_MEAN, init_std=INIT_STD):
         self.sizes = check_layer_sizes(sizes, "sizes", min_layers=2)
-        self._lif = check_lif(lif)
+        self._set_solver(check_lif(lif), method)
         self.t_out = check_t_end(t_out, "t_out")
         self.single_spike = check_bool(single_spike, "single_spike")
-        self.method = method
         self.max_spikes = check_max_spikes(max_spikes_per_neuron)
         self.min_slope = check_nonnegative(min_slope, "min_slope")
         self.seed = check_seed(seed)
@@ -109,9 +108,7 @@ class Network:
 
     @lif.setter
     def lif(self, lif):
-        lif = check_lif(lif)
-        self._method_code = check_method(self._method, lif)   # "auto" follows p
-        self._lif = lif
+        self._set_solver(check_lif(lif), self._method)
 
     @property
     def method(self) -> str:
@@ -120,8 +117,13 @@ class Network:
 
     @method.setter
     def method(self, method):
-        self._method_code = check_method(method, self._lif)
-        self._method = method
+        self._set_solver(self._lif, method)
+
+    def _set_solver(self, lif, method):
+        """Set lif and method together: the solver code depends on both ("auto"
+        follows p, "closed_form" needs p = 2)."""
+        self._method_code = check_method(method, lif)
+        self._lif, self._method = lif, method
 
     # ------------------------------------------------------------------ weights
     @property
@@ -299,8 +301,7 @@ class Network:
     def load(cls, path, device="cpu") -> "Network":
         """Rebuild a Network saved by ``save`` or by the trainer's checkpoints."""
         from ._io import load_checkpoint
-        if device not in ("cpu", "cuda"):
-            _select_backend(device)   # the error that names the allowed devices
+        _select_backend(device)   # a bad device or no GPU: its own error, before any I/O
         data = load_checkpoint(path)
         cfg = dict(data["network"])
         try:

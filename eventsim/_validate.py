@@ -91,14 +91,19 @@ def check_t_end(t_end, name: str = "t_end") -> float:
     return check_positive(t_end, name)
 
 
+def is_real(dtype) -> bool:
+    """Whether values of ``dtype`` are real numbers (float or integer, not bool,
+    complex, object or text)."""
+    return np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
+
+
 def check_spike_times(times, name: str = "times", allow_inf: bool = True) -> np.ndarray:
     """1-D float64 times: NaN and negative values are errors; +inf means 'never'
     (spike times) or is an error too (``allow_inf=False``: times to evaluate at)."""
     arr = np.asarray(times)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of spike times, got shape {arr.shape}")
-    if arr.size and not (np.issubdtype(arr.dtype, np.floating)
-                         or np.issubdtype(arr.dtype, np.integer)):
+    if arr.size and not is_real(arr.dtype):
         raise ValueError(f"{name} must be real numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
     if not allow_inf and not np.isfinite(arr).all():
@@ -148,8 +153,7 @@ def check_labels(labels, n: int, n_classes: int, name: str = "labels") -> np.nda
 def check_weights(weights, name: str = "weights", shape=None) -> np.ndarray:
     """A finite 2-D float64 array (a scipy.sparse matrix is made dense)."""
     arr = np.asarray(weights.toarray() if hasattr(weights, "toarray") else weights)
-    if arr.size and not (np.issubdtype(arr.dtype, np.floating)
-                         or np.issubdtype(arr.dtype, np.integer)):
+    if arr.size and not is_real(arr.dtype):
         raise ValueError(f"{name} must be real numbers, got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (n_in, n_out), got shape {arr.shape}")

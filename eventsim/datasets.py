@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validate import check_positive
+from ._validate import check_positive, is_real
 
 __all__ = ["DataError", "MissingDataError", "MNIST", "mnist", "latency_encode",
            "MNIST_FILES", "ENV_VAR", "clear_cache"]
@@ -261,8 +261,7 @@ def latency_encode(images, t_max: float = 1.0) -> np.ndarray:
     """
     t_max = check_positive(t_max, "t_max")
     x = np.asarray(images)
-    if x.size and not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
-                       or x.dtype == np.bool_):
+    if x.size and not (is_real(x.dtype) or x.dtype == np.bool_):
         raise ValueError(f"images must be numeric intensities in [0, 1], got dtype {x.dtype}")
     x = x.astype(np.float64)
     if x.size:
