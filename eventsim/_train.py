@@ -21,7 +21,7 @@ from ._validate import (check_int, check_labels, check_layer_sizes, check_nonneg
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss", "val_acc",
                  "val_loss", "spikes_per_hidden_neuron", "dead_fraction", "samples_per_s",
-                 "epoch_s"]
+                 "epoch_s", "wall_s"]
 CHECKPOINT = "checkpoint.h5"
 FINAL_MODEL = "model.h5"
 BEST_MODEL = "best.h5"     # the epoch of highest validation accuracy (val_size > 0)
@@ -310,6 +310,7 @@ class Trainer:
         """Train, evaluate, checkpoint and log each epoch up to config.epochs."""
         cfg = self.config
         while self.epoch < cfg.epochs:
+            started = time.perf_counter()
             row = self.train_epoch()
             test_acc, test_loss = self._evaluate("test", self.data.x_test, self.data.y_test)
             val = {}
@@ -319,7 +320,7 @@ class Trainer:
                 val = {"val_acc": val_acc, "val_loss": val_loss}
             self.epoch += 1
             row = {"epoch": self.epoch, **row, "test_acc": test_acc, "test_loss": test_loss,
-                   **val}
+                   **val, "wall_s": time.perf_counter() - started}
             self.history.append(row)
             if val and val["val_acc"] > best_before:
                 # before the checkpoint: an epoch redone after a crash rewrites it identically
@@ -346,7 +347,6 @@ class Trainer:
         best-epoch and best-validation test accuracies, wall time, settings)."""
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        wall = time.perf_counter()
         try:
             self._remaining_epochs()
         except SystemError as err:  # a Ctrl-C inside a numba kernel arrives wrapped
@@ -362,13 +362,20 @@ class Trainer:
                 "val_size": int(cfg.val_size), "best_val_accuracy": best_val.get("val_acc"),
                 "best_val_epoch": best_val.get("epoch"),
                 "test_accuracy_at_best_val": best_val.get("test_acc"),
-                "wall_time_s": time.perf_counter() - wall,
+                "wall_time_s": wall_time(self.history),
                 "train_time_s": sum(r["epoch_s"] for r in self.history),
                 "device": cfg.device, "single_spike": cfg.single_spike, "tau_i": cfg.tau_i,
                 "tau_v": cfg.tau_v, "hidden": list(cfg.hidden), "seed": cfg.seed,
                 "lr_schedule": cfg.lr_schedule, "init_std": cfg.init_std,
                 "weight_decay": cfg.weight_decay,
                 "train_samples": self.n_train}
+
+
+def wall_time(history) -> float:
+    """Seconds spent on the run's epochs, over every session that resumed it:
+    training and evaluation (``wall_s``; rows from before that column count their
+    training time ``epoch_s``)."""
+    return sum(row.get("wall_s", row["epoch_s"]) for row in history)
 
 
 def _caused_by_interrupt(err: BaseException) -> bool:

@@ -32,6 +32,7 @@ from eventsim._train import CHECKPOINT, TrainConfig, best_validation, saved_conf
 # fields that do not change what a run computes, or that name the run (the seed)
 _NOT_A_SETTING = ("seed", "device", "eval_batch_size")
 _DEFAULTS = asdict(TrainConfig())
+MNIST_TRAIN_SAMPLES = 60000   # the runs' training set: train_mnist.py and tau_sweep.py
 
 
 def parse_args(argv=None):
@@ -96,13 +97,16 @@ def mean_and_se(values):
 
 
 def setting_key(config: TrainConfig) -> tuple:
-    """What a run computes, seed aside. lambda and sigma enter as the per-sample
-    weights they give (TrainConfig.penalty_weights), so "sum" with lambda = 0.01
-    and "mean" with lambda = 1 at batch 100 are one setting."""
+    """What a run computes, seed aside. When every minibatch is full, lambda and
+    sigma enter as the per-sample weights they give (TrainConfig.penalty_weights),
+    so "sum" with lambda = 0.01 and "mean" with lambda = 1 at batch 100 are one
+    setting; a last, partial batch weights the two differently."""
     fields = asdict(config)
-    weights = config.penalty_weights(config.batch_size)
-    fields.update(dead_penalty=f"{weights[0]:.12g}", output_l2=f"{weights[1]:.12g}",
-                  penalty_reduction=None)
+    n_train = config.train_subset or MNIST_TRAIN_SAMPLES - config.val_size
+    if n_train % config.batch_size == 0:
+        weights = config.penalty_weights(config.batch_size)
+        fields.update(dead_penalty=f"{weights[0]:.12g}", output_l2=f"{weights[1]:.12g}",
+                      penalty_reduction=None)
     return tuple((k, str(v)) for k, v in fields.items() if k not in _NOT_A_SETTING)
 
 

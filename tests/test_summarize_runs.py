@@ -120,3 +120,14 @@ def test_copies_and_unreadable_runs_are_left_out(script, runs, tmp_path, capsys)
     (root / "only" / "checkpoint.h5").write_bytes(b"not hdf5")
     assert script.main([str(root / "only")]) == 2
     assert "error: no readable run" in capsys.readouterr().err
+
+
+def test_sum_and_mean_penalties_are_one_setting_only_with_full_batches(script):
+    """With a last, partial batch, "sum" weights its penalties by its own size and
+    "mean" by the full batch's, so the runs differ (only full batches merge)."""
+    for subset, batch, same in ((300, 100, True), (450, 64, False), (None, 100, True),
+                                (None, 128, False)):
+        summed = TrainConfig(train_subset=subset, batch_size=batch)
+        averaged = replace(summed, penalty_reduction="mean", dead_penalty=0.01 * batch,
+                           output_l2=1e-4 * batch)
+        assert (script.setting_key(summed) == script.setting_key(averaged)) is same

@@ -48,7 +48,7 @@ def test_one_short_epoch_learns(small_data, tmp_path):
 
 
 def _strip_timing(history):
-    return [{k: v for k, v in row.items() if k not in ("samples_per_s", "epoch_s")}
+    return [{k: v for k, v in row.items() if k not in ("samples_per_s", "epoch_s", "wall_s")}
             for row in history]
 
 
@@ -72,10 +72,14 @@ def test_resume_equals_uninterrupted(small_data, tmp_path, lr_schedule, val_size
         _InterruptedTrainer(config, small_data, tmp_path / "b", progress=False).fit()
     resumed = Trainer(config, small_data, tmp_path / "b", progress=False)
     assert resumed.resume() and resumed.epoch == 1
-    resumed.fit()
+    summary = resumed.fit()
     for w1, w2 in zip(straight.net.weights, resumed.net.weights):
         np.testing.assert_array_equal(w1, w2)
     assert _strip_timing(straight.history) == _strip_timing(resumed.history)
+    # the wall time counts both sessions' epochs, each at least its training time
+    walls = [row["wall_s"] for row in resumed.history]
+    assert all(row["wall_s"] >= row["epoch_s"] > 0 for row in resumed.history)
+    assert summary["wall_time_s"] == sum(walls) >= summary["train_time_s"]
     for m1, m2 in zip(straight.opt.m, resumed.opt.m):
         np.testing.assert_array_equal(m1, m2)
     for name in ("best.h5", "model.h5") if val_size else ("model.h5",):
