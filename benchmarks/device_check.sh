@@ -22,11 +22,13 @@ if compgen -G ".whl/*.whl" > /dev/null; then
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$(pwd)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
-python3 -c "import numpy, numba; from numba import cuda; print('numpy', numpy.__version__, \
-'numba', numba.__version__, 'cuda available', cuda.is_available())" || exit 1
-timeout 300 python3 benchmarks/gpu_check.py 2>&1 | tee "$out/gpu_check.txt"
+# fails here, not halfway, if the carried numpy breaks scipy or h5py of the image
+python3 -c "import numpy, numba, eventsim; from numba import cuda; print('numpy', \
+numpy.__version__, 'numba', numba.__version__, 'cuda available', cuda.is_available())" || exit 1
+# the three steps take at most 540 s, inside the device tool's 600 s per command
+timeout 270 python3 benchmarks/gpu_check.py 2>&1 | tee "$out/gpu_check.txt"
 status=${PIPESTATUS[0]}
-timeout 150 python3 examples/train_mnist.py --device cuda --epochs 1 --no-progress \
+timeout 120 python3 examples/train_mnist.py --device cuda --epochs 1 --no-progress \
     --out "$out/train_cuda" 2>&1 | tee "$out/train_cuda.txt"
 timeout 150 python3 benchmarks/bench_train.py 2>&1 | tee "$out/bench_train.txt"
 exit "$status"

