@@ -8,13 +8,15 @@ import numpy as np
 
 from ._losses import softmax_cross_entropy
 from ._network import Network
+from ._validate import check_int
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """Metrics of one pass over a labelled set.
 
-    accuracy: fraction of samples whose largest v_out (eq. 20) is the label;
+    accuracy: fraction of samples whose largest v_out (eq. 20) is the label (a
+        tie goes to the lowest class index, as in Network.predict);
     cross_entropy: mean of eq. 23 over the samples; spikes_per_neuron: each
     hidden neuron's number of spikes before t_out, averaged over the samples
     (hidden layers concatenated); spikes_per_hidden_neuron: its mean;
@@ -78,8 +80,7 @@ def evaluate(net: Network, x, y, batch_size=1000, forward=None) -> Evaluation:
 
     ``forward(start, stop)`` gives the ForwardResult of x[start:stop] (default
     ``net.forward``; the CUDA trainer passes its device-resident forward)."""
-    if int(batch_size) < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    batch_size = check_int(batch_size, "batch_size", 1)
     if np.shape(y)[:1] == (0,):
         raise ValueError("need at least one sample to evaluate, got 0")
     y = net.check_labels(y, np.shape(x)[0])
@@ -87,7 +88,7 @@ def evaluate(net: Network, x, y, batch_size=1000, forward=None) -> Evaluation:
         def forward(start, stop):
             return net.forward(x[start:stop])
     tally = Tally(net.sizes)
-    for start in range(0, y.shape[0], int(batch_size)):
-        stop = min(start + int(batch_size), y.shape[0])
+    for start in range(0, y.shape[0], batch_size):
+        stop = min(start + batch_size, y.shape[0])
         tally.add(forward(start, stop), y[start:stop])
     return tally.result()

@@ -80,6 +80,8 @@ class Network:
     method : "auto" | "closed_form" | "root", the crossing solver (see simulate_layer).
     min_slope : float >= 0, optional gradient clip: dV/dt at a crossing is taken
         as at least min_slope in the backward pass (0 = exact gradients).
+    max_spikes_per_neuron : int, per neuron and sample; more raises SpikeLimitError.
+    device : "cpu" (numba) or "cuda" (numba.cuda; RuntimeError without a GPU).
     """
 
     def __init__(self, sizes, lif: LIF, t_out=1.0, single_spike=False, seed=0, method="auto",
@@ -200,8 +202,11 @@ class Network:
         """Exact gradients of a loss given dL/dv_out (B, n_out) and dL/dv_hidden.
 
         grad_v_hidden: list (one (B, n_hidden_l) array per hidden layer) or None.
-        Returns the list of weight gradients, plus dL/dx (B, n_in) if wrt_inputs
-        (zero for inputs at or after t_out, which cannot matter).
+        Returns the list of weight gradients, plus dL/dx (B, n_in) if wrt_inputs.
+        dL/dx is 0 for inputs after t_out and, as the derivative from the right,
+        for inputs at exactly t_out (moving such an input earlier does change
+        the loss). The gradients are those of the network's current weights,
+        which must be the weights ``res`` was computed with.
         """
         be = self._backend
         lif, t_out = self.lif, self.t_out
@@ -314,7 +319,8 @@ class Network:
         return net
 
     def predict(self, x, batch_size=1000) -> np.ndarray:
-        """Class index = argmax of v_out, computed in batches."""
+        """Class index = argmax of v_out, computed in batches; a tie goes to the
+        lowest index (so a silent network predicts class 0 for every sample)."""
         batch_size = check_int(batch_size, "batch_size", 1)
         x = self.check_inputs(x)
         return np.concatenate([np.empty(0, np.int64)] +

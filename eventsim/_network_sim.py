@@ -214,8 +214,11 @@ def simulate_network(times, ids, w_in, w_rec, lif: LIF, t_end, delay=0.0, single
 
     Returns
     -------
-    Spikes over the N neurons, sorted by time then id. With w_rec == 0 this is
-    the same result as ``simulate_layer(times, ids, w_in, ...)``.
+    Spikes over the N neurons, sorted by time then id. With w_rec == 0 these are
+    the spikes of ``simulate_layer(times, ids, w_in, ...)`` up to rounding: the
+    two engines bracket crossings differently, so times may differ in the last
+    bits and a crossing that clears threshold by about an ulp may be found by
+    only one of them.
     """
     lif = check_lif(lif)
     t_end = check_t_end(t_end)

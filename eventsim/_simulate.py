@@ -150,7 +150,8 @@ def membrane(times, ids, weights, lif: LIF, out: Spikes, t_eval):
     Propagates the exact solution between events, resetting V to 0 at each
     spike listed in ``out`` (normally the result of ``simulate_layer`` for the
     same inputs). Right-continuous: an input or a spike at exactly t_eval is
-    applied, so V == 0 at a spike time.
+    applied, so V == 0 at a spike time. V has no threshold here: past the
+    ``t_end`` that ``out`` was simulated to, it integrates on without firing.
 
     Returns V, I: arrays of shape (len(t_eval), n_out).
     """

@@ -54,7 +54,8 @@ def test_forward_override_is_used(setup):
     (np.zeros(22, int), 10, "labels must have shape (23,)"),
     (np.full(23, 4), 10, "labels must lie in [0, 4)"),
     (np.full(23, 1.0), 10, "labels must be integers"),
-    (np.zeros(23, int), 0, "batch size must be >= 1"),
+    (np.zeros(23, int), 0, "batch_size must be an integer >= 1"),
+    (np.zeros(23, int), 2.5, "batch_size must be an integer >= 1"),
     (np.zeros(0, int), 10, "need at least one sample"),
 ])
 def test_bad_input(setup, labels, batch_size, message):

@@ -55,4 +55,4 @@ def test_errors(script, model, tmp_path, capsys):
     assert script.main([str(small)]) == 2
     assert "784 inputs and 10 outputs" in capsys.readouterr().err
     assert script.main([str(model[0]), "--batch-size", "0"]) == 2
-    assert "batch size must be >= 1" in capsys.readouterr().err
+    assert "batch_size must be an integer >= 1" in capsys.readouterr().err
