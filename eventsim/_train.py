@@ -210,7 +210,7 @@ class Trainer:
         if self._resident is not None:
             self._resident.pull()
         save_checkpoint(path or self.out_dir / CHECKPOINT, self.net, self.opt, self.epoch,
-                        {"config": asdict(self.config), "history": self.history})
+                        self._extra())
 
     def resume(self) -> bool:
         """Load out_dir/checkpoint.h5 if present; returns whether it did. Raises
@@ -337,8 +337,13 @@ class Trainer:
     def _save_model(self, name):
         if self._resident is not None:
             self._resident.pull()
-        save_checkpoint(self.out_dir / name, self.net, epoch=self.epoch,
-                        extra={"config": asdict(self.config), "history": self.history})
+        save_checkpoint(self.out_dir / name, self.net, epoch=self.epoch, extra=self._extra())
+
+    def _extra(self) -> dict:
+        """Settings and history as stored in checkpoints; test_samples says on how
+        many test images the history's test_acc was measured."""
+        return {"config": asdict(self.config), "history": self.history,
+                "test_samples": int(self.data.x_test.shape[0])}
 
     def fit(self) -> dict:
         """Train from ``epoch`` to ``config.epochs``, evaluating on the test (and

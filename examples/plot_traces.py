@@ -71,10 +71,12 @@ def activity_ok(counts) -> int:
     return 0
 
 
-def simulate_scaled(times, ids, w0, lif):
-    """simulate_layer, rescaling the weights (x1.5 or /1.5 per step) until activity is sane."""
+def simulate_scaled(times, ids, w0, lif, tries=12):
+    """simulate_layer, rescaling the weights (x1.5 or /1.5 per step) until activity is
+    sane. Returns (w, spikes, scale) with w = w0 * scale; ValueError if ``tries``
+    scales give none."""
     scale, last = 1.0, 0
-    for _ in range(12):
+    for _ in range(tries):
         w = w0 * scale
         try:
             out = eventsim.simulate_layer(times, ids, w, lif, t_end=T_END,
@@ -82,14 +84,13 @@ def simulate_scaled(times, ids, w0, lif):
             verdict = activity_ok(out.counts())
         except eventsim.SpikeLimitError:
             out, verdict = None, +1
-        if verdict == 0 or (last and verdict != last):  # accept if done or oscillating
-            if out is not None:
-                return w, out, scale
+        if out is not None and (verdict == 0 or (last and verdict != last)):
+            return w, out, scale          # moderate, or oscillating around it
         last = verdict
         scale = scale * 1.5 if verdict < 0 else scale / 1.5
-    if out is None:
-        raise SystemExit("could not find a weight scale at which the layer fires moderately")
-    return w, out, scale
+    raise ValueError(f"no weight scale (x1.5 or /1.5 per step, {tries} steps) makes the random "
+                     f"layer fire moderately at tau_i = {lif.tau_i:g}, tau_v = {lif.tau_v:g}; "
+                     "try other --tau-i/--tau-v or --seed, or --model")
 
 
 def with_resets(t, v, spikes, threshold):
@@ -200,11 +201,13 @@ def main(argv=None):
 
     # (a) input raster with the digit as an inset
     ax_in.scatter(times, ids, s=14, color="k", marker="|", lw=1.2)
-    ax_in.set(xlim=(-0.02, T_END), ylim=(0, x.size), xlabel="time", ylabel="input id",
+    ax_in.set(xlim=(-0.02, 1.34 * T_END), ylim=(0, x.size), xlabel="time", ylabel="input id",
+              xticks=np.linspace(0.0, T_END, 6),
               title=f"(a) input: test digit #{args.digit_index} (label {label}), "
                     f"{times.size} spikes at t = 1 - x")
-    # MNIST's top rows are blank, so low input ids rarely spike: put the digit there
-    inset = ax_in.inset_axes([0.77, 0.02, 0.21, 0.25])
+    # the digit to the right of t = 1, where no input spikes (inputs lie in [0, t_end))
+    inset = ax_in.inset_axes([1.04 * T_END, 0.02 * x.size, 0.28 * T_END, 0.3 * x.size],
+                             transform=ax_in.transData)
     inset.imshow(x.reshape(28, 28), cmap="gray_r")
     inset.set_xticks([])
     inset.set_yticks([])

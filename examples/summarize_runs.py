@@ -5,8 +5,9 @@
 
 A run is a directory with the trainer's checkpoint.h5 (train_mnist.py --out
 DIR, or one run of tau_sweep.py). Runs that differ only in their seed form one
-setting, labelled by the command-line flags in which it differs from the
-paper's protocol. For each setting the table gives the final test accuracy of
+setting (runs tested on fewer than the 10,000 test images, tau_sweep.py
+--eval-subset, form their own), labelled by the command-line flags in which it
+differs from the paper's protocol. For each setting the table gives the final test accuracy of
 every seed and its mean +- standard error (the paper's Table I convention),
 the mean of each run's best test epoch (chosen on the test set: optimistic),
 and, for runs with --val-size, the test accuracy at the epoch of highest
@@ -33,6 +34,8 @@ from eventsim._train import CHECKPOINT, TrainConfig, best_validation, saved_conf
 _NOT_A_SETTING = ("seed", "device", "eval_batch_size")
 _DEFAULTS = asdict(TrainConfig())
 MNIST_TRAIN_SAMPLES = 60000   # the runs' training set: train_mnist.py and tau_sweep.py
+MNIST_TEST_SAMPLES = 10000    # their test set, unless tau_sweep.py --eval-subset cut it
+                              # (checkpoints from before test_samples was stored: taken as all)
 
 
 def parse_args(argv=None):
@@ -63,6 +66,7 @@ def run_record(run_dir: Path) -> dict:
     config, history = saved_config(extra["config"]), extra["history"]
     test = [row["test_acc"] for row in history]
     record = {"run": str(run_dir), "config": config, "seed": config.seed,
+              "test_samples": extra.get("test_samples", MNIST_TEST_SAMPLES),
               "epochs": len(history), "complete": len(history) >= config.epochs,
               "final": test[-1], "best": max(test), "best_epoch": int(np.argmax(test)) + 1,
               "spikes_per_hidden_neuron": history[-1]["spikes_per_hidden_neuron"],
@@ -127,7 +131,8 @@ def summarize(records) -> list[dict]:
     one seed (copies) only the first, in path order, is counted."""
     groups: dict[tuple, list[dict]] = {}
     for record in records:
-        groups.setdefault(setting_key(record["config"]), []).append(record)
+        key = setting_key(record["config"]) + (("test_samples", record["test_samples"]),)
+        groups.setdefault(key, []).append(record)
     out = []
     for records in groups.values():
         records.sort(key=lambda r: (r["seed"], r["run"]))
@@ -138,8 +143,11 @@ def summarize(records) -> list[dict]:
             (duplicates if done and done[-1]["seed"] == r["seed"] else done).append(r)
         at_val = [r["test_at_best_val"] for r in done if r["test_at_best_val"] is not None]
         final_mean, final_se = mean_and_se([r["final"] for r in done])
+        n_test = records[0]["test_samples"]
         out.append({
-            "setting": setting_label(config),
+            "setting": setting_label(config) + ("" if n_test == MNIST_TEST_SAMPLES else
+                                                f" (tested on {n_test} images)"),
+            "test_samples": n_test,
             "mode": "single" if config.single_spike else "multi", "tau_i": config.tau_i,
             "epochs": config.epochs, "runs": len(done),
             "final_mean": final_mean, "final_se": final_se,
@@ -166,7 +174,7 @@ def _pct(value, se=None):
 
 def format_table(groups) -> str:
     lines = ["| setting | spikes | runs | final (mean +- SE) | final / best epoch per seed "
-             "| mean best epoch | mean test at best val |",
+             "| mean best-epoch test acc | mean test at best val |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for g in (g for g in groups if g["runs"]):   # settings with no finished run: below
         per_seed = ", ".join(f"s{r['seed']}: {100 * r['final']:.2f} / {100 * r['best']:.2f}"

@@ -357,7 +357,8 @@ def plot(out_dir, rows, counts, fig3_taus=PAPER_FIG3_TAUS):
     if not taus3:
         axes[0][0].text(0.5, 0.5, "no multi-spike runs", ha="center", va="center",
                         transform=axes[0][0].transAxes)
-    fig.suptitle("Fig. 3: distribution of spikes per hidden neuron (multi-spike)\n" + proto,
+    fig.suptitle("Fig. 3: distribution of spikes per hidden neuron (multi-spike)\n" +
+                 (protocol_line(multi) if multi else proto),
                  fontsize=10)
     fig.tight_layout()
     _savefig(fig, paths[0])

@@ -106,3 +106,12 @@ def test_with_resets_draws_each_spike_as_a_peak(traces):
     tt, vv = traces.with_resets(t, v, np.array([0.5, 1.0]), 1.0)
     np.testing.assert_array_equal(tt, [0.0, 0.25, 0.5, 0.5, 0.75, 1.0, 1.0])
     np.testing.assert_array_equal(vv, [0.0, 0.6, 1.0, 0.0, 0.4, 1.0, 0.0])
+
+
+def test_rescaling_gives_up_with_an_error(traces):
+    """A layer that no scale in reach makes fire is an error, not a figure whose
+    title claims moderate activity."""
+    times, ids = np.array([0.1, 0.5]), np.array([0, 1])
+    w0 = np.full((2, 5), 1e-6)
+    with pytest.raises(ValueError, match="no weight scale"):
+        traces.simulate_scaled(times, ids, w0, es.LIF(tau_i=0.8, tau_v=0.4))

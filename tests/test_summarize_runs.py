@@ -38,6 +38,9 @@ def runs(tmp_path_factory):
     }
     for name, config in configs.items():
         Trainer(config, tiny, root / "sub" / name, progress=False).fit()
+    # a_s0's setting tested on fewer images: accuracies not comparable, another group
+    fewer = Dataset(tiny.x_train, tiny.y_train, tiny.x_test[:200], tiny.y_test[:200])
+    Trainer(replace(base, seed=3), fewer, root / "sub" / "a_s3_test200", progress=False).fit()
     with h5py.File(root / "sub" / "cut" / "checkpoint.h5", "r+") as f:   # as if stopped
         extra = json.loads(f.attrs["extra"])
         extra["config"]["epochs"] = 5
@@ -55,11 +58,13 @@ def test_groups_and_statistics(script, runs):
     records, unreadable = script.read_records(script.find_runs([runs]))
     assert unreadable == []
     groups = script.summarize(records)
-    assert [g["runs"] for g in groups] == [3, 2, 0]
-    a, b, cut = groups
+    assert [g["runs"] for g in groups] == [1, 3, 2, 0]
+    fewer, a, b, cut = groups
     common = "--hidden 12 --epochs 2 --lr 0.01 --train-subset 300"
-    assert a["setting"] == f"{common} --init-std 0.3"      # a_s2's flags differ, a_s0/1's win
-    assert b["setting"] == f"{common} --val-size 200 --init-std 0.2"
+    assert a["setting"] == f"{common} --init-std 0.3 (tested on 300 images)"  # a_s0/1's flags
+    assert fewer["setting"] == f"{common} --init-std 0.3 (tested on 200 images)"
+    assert fewer["complete"][0]["seed"] == 3
+    assert b["setting"] == f"{common} --val-size 200 --init-std 0.2 (tested on 300 images)"
     for group, names in ((a, ["a_s0", "a_s1", "a_s2"]), (b, ["b_s0", "b_s4"])):
         rows = [metrics(runs / "sub" / n) for n in names]
         finals = [r[-1]["test_acc"] for r in rows]
@@ -87,10 +92,10 @@ def test_table_and_errors(script, runs, tmp_path, capsys):
     assert script.main([str(runs)]) == 0
     table = capsys.readouterr().out
     # the setting whose only run is unfinished gets no row, only the line below
-    assert table.count("\n| --hidden") == 2 and "| 3 |" in table and "| 2 |" in table
+    assert table.count("\n| --hidden") == 3 and "| 3 |" in table and "| 2 |" in table
     assert "2 of 5 epochs" in table
     assert script.main([str(runs), "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert len(json.loads(capsys.readouterr().out)) == 4
     assert script.main([str(tmp_path / "none")]) == 2
     assert "is not a directory" in capsys.readouterr().err
     assert script.main([str(tmp_path)]) == 2
@@ -111,8 +116,8 @@ def test_copies_and_unreadable_runs_are_left_out(script, runs, tmp_path, capsys)
     assert f"skipped {root / 'broken'}: " in cap.err and "not a readable HDF5 file" in cap.err
     assert f"not counted: {root / 'a_s1_copy'}" in cap.out and "seed 1 again" in cap.out
     records, unreadable = script.read_records(script.find_runs([root]))
-    assert len(records) == 7 and len(unreadable) == 1
-    a = script.summarize(records)[0]
+    assert len(records) == 8 and len(unreadable) == 1
+    a = script.summarize(records)[1]
     assert a["runs"] == 3 and [r["seed"] for r in a["complete"]] == [0, 1, 2]
     assert a["duplicates"] == [{"run": str(root / "a_s1_copy"), "seed": 1,
                                 "final": a["complete"][1]["final"]}]
