@@ -40,7 +40,8 @@ TAU_I, TAU_V, THETA, T_OUT = 0.8, 0.4, 1.0, 1.0
 
 # ----------------------------------------------------------------------------- baseline
 def dense_forward_algorithm1(x, w_in, w_out, tau_i=TAU_I, threshold=THETA, t_out=T_OUT,
-                             n_max=16, n1=1, stable_root=True, literal_line11=False):
+                             n_max=16, n1=1, stable_root=True, literal_line11=False,
+                             group_rows=1000):
     """Forward pass of the paper's Algorithm 1 (p = tau_I / tau_V = 2), dense NumPy, float64.
 
     Paper: Yamamoto, Sakemi, Aihara, "Timing-based backpropagation in spiking
@@ -52,8 +53,12 @@ def dense_forward_algorithm1(x, w_in, w_out, tau_i=TAU_I, threshold=THETA, t_out
 
     - line 1: z^(m) = exp(t^(m) / tau_I) for each sample's inputs in global
       (time) order; inputs at or after t_out are dropped (as in eventsim).
-      Samples have different input counts M_b; they are padded to M = max M_b
-      with w = 0 and z = z_out, which makes the padded intervals empty.
+      Samples have different input counts M_b. They are processed in groups of
+      about ``group_rows`` (b, j) rows, sorted by M_b, and padded within a group
+      to M = max M_b with w = 0 and z = z_out, which makes the padded intervals
+      empty. (Grouping keeps the [B, J, M] arrays at a few MB instead of about
+      1 GB for the whole batch; with it this baseline runs about 2x faster than
+      one whole-batch pass, as a benchmark of the method should.)
     - line 2: z_j^(0) = 0 ("no previous spike": max(0, z^(m)) = z^(m)).
     - line 3: z_out = exp(t_out / tau_I); the last interval m' = M_b ends at
       z^(M_b + 1) := z_out.
@@ -85,9 +90,31 @@ def dense_forward_algorithm1(x, w_in, w_out, tau_i=TAU_I, threshold=THETA, t_out
     w_in (n_in, J), w_out (J, O).
     Returns dict: v_out (B, O); z (B, J, n_max) hidden spike z's (inf padded);
     counts (B, J); at_limit (number of (b, j) that fired at the last iteration,
-    so may have been truncated); m (padded input count M).
+    so may have been truncated); m (the largest padded input count M).
     """
     x = np.asarray(x, np.float64)
+    n_b, n_j = x.shape[0], w_in.shape[1]
+    out = {"v_out": np.zeros((n_b, w_out.shape[1])), "z": np.full((n_b, n_j, n_max), np.inf),
+           "counts": np.zeros((n_b, n_j), np.int64), "at_limit": 0, "m": 0}
+    n_inputs = (x < t_out).sum(axis=1)
+    by_input_count = np.argsort(n_inputs, kind="stable")
+    per_group = max(1, group_rows // n_j)
+    for start in range(0, n_b, per_group):
+        samples = by_input_count[start:start + per_group]
+        if n_inputs[samples[-1]] == 0:   # no input before t_out: no spike, v_out = 0
+            continue
+        part = _dense_group(x[samples], w_in, w_out, tau_i, threshold, t_out, n_max, n1,
+                            stable_root, literal_line11)
+        for key in ("v_out", "z", "counts"):
+            out[key][samples] = part[key]
+        out["at_limit"] += part["at_limit"]
+        out["m"] = max(out["m"], part["m"])
+    return out
+
+
+def _dense_group(x, w_in, w_out, tau_i, threshold, t_out, n_max, n1, stable_root,
+                 literal_line11):
+    """dense_forward_algorithm1 on the samples x, padded together."""
     n_b = x.shape[0]
     n_j = w_in.shape[1]
     z_out = math.exp(t_out / tau_i)
