@@ -301,7 +301,7 @@ def test_p2_engine_equals_eq19_reference(case, single):
     out = sim(case, single_spike=single)
     ref_t, ref_j = closed_form_layer(case.times, case.ids, case.weights, case.tau_i,
                                      case.tau_v, case.threshold, case.t_end, single)
-    assert_trains_equal_arrays(out, ref_t, ref_j, 1e-10)
+    assert_trains_equal_arrays(out, ref_t, ref_j, 1e-12)
 
 
 @settings(max_examples=few(10))
@@ -310,7 +310,7 @@ def test_engine_equals_ode_reference(case, single):
     out = sim(case, single_spike=single)
     ref_t, ref_j = ode_simulate_layer(case.times, case.ids, case.weights, case.tau_i,
                                       case.tau_v, case.threshold, case.t_end, single)
-    assert_trains_equal_arrays(out, ref_t, ref_j, 1e-9)
+    assert_trains_equal_arrays(out, ref_t, ref_j, 1e-12)
 
 
 @pytest.mark.parametrize("p", ALL_P)
@@ -325,7 +325,7 @@ def test_engine_equals_ode_reference_fixed(p, single):
     assert len(out) > (0 if single else 12)
     ref_t, ref_j = ode_simulate_layer(case.times, case.ids, case.weights, tau_i, tau_v,
                                       1.0, 1.0, single)
-    assert_trains_equal_arrays(out, ref_t, ref_j, 1e-9)
+    assert_trains_equal_arrays(out, ref_t, ref_j, 1e-12)
 
 
 # ----------------------------------------------------------------------------- hand-derived cases

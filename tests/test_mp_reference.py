@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import math
+
 import mpmath as mp
 import numpy as np
 import pytest
 
+import eventsim as es
 import naive
 from validation import mp_check
 from validation import mp_reference as ref
+from validation.compare import spike_train_diff
 
 
 @pytest.mark.parametrize("w", [5.0001, 12.0, 60.0])
@@ -120,3 +124,47 @@ def test_cross_entropy_gradient_entry_to_13_digits_of_its_own_size():
     for layer, i, j in mp_check.pick_entries(rng, grads, 1)[1::2]:  # the nonzero picks
         (g_ref,) = ref.loss_gradient(x, [1], net.weights, [(layer, i, j)], tau_i=0.8, tau_v=0.4)
         assert abs(grads[layer][i, j] - float(g_ref)) <= 1e-13 * abs(float(g_ref)), (layer, i, j)
+
+
+def _mp_layer(times, ids, w, tau_i, tau_v, t_end):
+    """Spike trains of a layer from the 40-digit reference, neuron by neuron."""
+    spike_times, spike_ids = [], []
+    for col in range(w.shape[1]):
+        spikes, _ = ref.neuron(times, w[ids, col], tau_i, tau_v, t_end=t_end)
+        spike_times += [float(s) for s in spikes]
+        spike_ids += [col] * len(spikes)
+    return np.array(spike_times), np.array(spike_ids, np.int64)
+
+
+def test_peak_after_inhibition_inside_a_long_interval():
+    """V < 0 when a long input-free interval starts, then a peak above threshold
+    that falls below it again before the interval ends: the engine's cheap bound
+    for skipping intervals must not use max(V0, 0) as if V0 were >= 0 (a benchmark
+    of mutants showed no other test notices such a bound missing this spike)."""
+    a, b = 1 / 0.8, 1 / 0.4
+    t2 = math.log(b / a) / (b - a)                       # the kernel's peak time
+    w1 = -10.0 * (b - a) / (math.exp(-a * t2) - math.exp(-b * t2))   # V(t2) = -10
+    w2 = 11.0 - w1 * math.exp(-a * t2)                   # I(t2+) = 11
+    times, ids, w = np.array([0.0, t2]), np.array([0, 1]), np.array([[w1], [w2]])
+    out = es.simulate_layer(times, ids, w, es.LIF(0.8, 0.4), t_end=3.0)
+    ref_t, ref_j = _mp_layer(times, ids, w, 0.8, 0.4, 3.0)
+    assert ref_t.size == 1
+    mismatched, dt = spike_train_diff(out.times, out.ids, ref_t, ref_j, 1)
+    assert mismatched == 0 and dt <= 1e-14
+
+
+@pytest.mark.parametrize("p", [2.0, 1.0, 0.5, 3.7])
+def test_sparse_signed_inputs_match_40_digit_reference(p):
+    """Few inputs, long gaps and large weights of both signs, so that intervals often
+    start with V < 0 and I > 0 (a regime validation.cases.random_case rarely draws)."""
+    tau_v, t_end = 0.4, 4.0
+    rng = np.random.default_rng(int(p * 100))
+    lif = es.LIF(p * tau_v, tau_v)
+    for _ in range(25):
+        n = int(rng.integers(2, 5))
+        times = np.sort(rng.uniform(0.0, 1.5, n))
+        w = rng.normal(0.0, 25.0, (n, 3))
+        out = es.simulate_layer(times, np.arange(n), w, lif, t_end=t_end)
+        ref_t, ref_j = _mp_layer(times, np.arange(n), w, p * tau_v, tau_v, t_end)
+        mismatched, dt = spike_train_diff(out.times, out.ids, ref_t, ref_j, 3)
+        assert mismatched == 0 and dt <= 1e-14 * t_end

@@ -49,9 +49,9 @@ def test_ode_membrane_matches_srm(p):
         w = naive.column(case.times[fin], case.ids[fin], case.weights, j)
         np.testing.assert_allclose(V[:, j], naive.potential(grid, case.times[fin], w, tau_i,
                                                             tau_v, 1.0, st[sj == j]),
-                                   rtol=0, atol=1e-9)
+                                   rtol=0, atol=1e-11)
         np.testing.assert_allclose(I[:, j], naive.current(grid, case.times[fin], w, tau_i),
-                                   rtol=0, atol=1e-9)
+                                   rtol=0, atol=1e-11)
     # V == 0 at each spike (right-continuous), V(ts^-) == theta
     _, _, Vs, _ = ode_membrane(case.times, case.ids, case.weights, tau_i, tau_v, 1.0, 1.0,
                                t_eval=st)
@@ -64,7 +64,7 @@ def test_ode_and_eq19_and_grid_references_agree(single):
     o_t, o_j = ode_simulate_layer(case.times, case.ids, case.weights, 0.8, 0.4, 1.0, 1.0, single)
     c_t, c_j = closed_form_layer(case.times, case.ids, case.weights, 0.8, 0.4, 1.0, 1.0, single)
     np.testing.assert_array_equal(o_j, c_j)
-    np.testing.assert_allclose(o_t, c_t, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(o_t, c_t, rtol=0, atol=1e-12)
     fin = case.times < 1.0
     for j in range(case.n_out):
         w = naive.column(case.times[fin], case.ids[fin], case.weights, j)

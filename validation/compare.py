@@ -20,7 +20,7 @@ neuron, the spike trains of
 
 A "count mismatch" is a (case, neuron) whose number of spikes differs; max|dt|
 is over neurons whose counts agree. Exit status 1 if any expectation fails:
-no count mismatches, |dt| <= 1e-9 vs ODE, <= 1e-10 vs the eq. 19 reference,
+no count mismatches, |dt| <= 1e-12 vs ODE and vs the eq. 19 reference,
 <= 1e-12 closed_form vs root.
 """
 
@@ -37,8 +37,8 @@ import eventsim as es
 from .cases import TAUS, random_case
 from .ode import closed_form_layer, ode_simulate_layer, ode_simulate_network
 
-TOL_ODE = 1e-9
-TOL_CF_REF = 1e-10
+TOL_ODE = 1e-12
+TOL_CF_REF = 1e-12
 TOL_CF_ROOT = 1e-12
 
 
