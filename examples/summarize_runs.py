@@ -7,11 +7,11 @@ A run is a directory with the trainer's checkpoint.h5 (train_mnist.py --out
 DIR, or one run of tau_sweep.py). Runs that differ only in their seed form one
 setting (runs tested on fewer than the 10,000 test images, tau_sweep.py
 --eval-subset, form their own), labelled by the command-line flags in which it
-differs from the paper's protocol. For each setting the table gives the final test accuracy of
-every seed and its mean +- standard error (the paper's Table I convention),
-the mean of each run's best test epoch (chosen on the test set: optimistic),
-and, for runs with --val-size, the test accuracy at the epoch of highest
-validation accuracy. Runs that stopped before their last epoch, further runs of
+differs from the paper's protocol. For each setting the table gives the final
+test accuracy of every seed and its mean +- standard error (the paper's Table I
+convention), the mean of each run's best test epoch (chosen on the test set:
+optimistic), and, for runs with --val-size, the test accuracy at the epoch of
+highest validation accuracy. Runs that stopped before their last epoch, further runs of
 a seed already counted (copies of a run) and unreadable checkpoints are listed
 apart and left out of the statistics.
 """
