@@ -281,12 +281,13 @@ def _tiny_dataset():
     return Dataset(x, rng.integers(0, 3, 12), x_test, rng.integers(0, 3, 4), n_classes=3)
 
 
-def _tiny_trainer(device, out, single_spike, epochs=2, val_size=0, weight_decay=0.0):
+def _tiny_trainer(device, out, single_spike, epochs=2, val_size=0, weight_decay=0.0,
+                  lr_schedule="constant", trainer=Trainer):
     config = TrainConfig(hidden=(5,), epochs=epochs, batch_size=5, seed=4, device=device,
                          single_spike=single_spike, init_mean=6.0, init_std=3.0,
                          eval_batch_size=3, lr=0.05, val_size=val_size,
-                         weight_decay=weight_decay)
-    return Trainer(config, _tiny_dataset(), out, progress=False)
+                         weight_decay=weight_decay, lr_schedule=lr_schedule)
+    return trainer(config, _tiny_dataset(), out, progress=False)
 
 
 @sim_only
@@ -332,12 +333,24 @@ def test_resident_trainer_validation_matches_cpu_trainer(tmp_path):
     assert gpu.opt.step == 6                    # 8 training samples, batches of 5, 3 epochs
 
 
+class _StopAfterFirstCheckpoint(Trainer):
+    def save(self, path=None):
+        super().save(path)
+        raise KeyboardInterrupt
+
+
 @sim_only
-def test_resident_trainer_resume_equals_uninterrupted(tmp_path):
-    straight = _tiny_trainer("cuda", tmp_path / "straight", False)
+@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
+def test_resident_trainer_resume_equals_uninterrupted(tmp_path, lr_schedule):
+    """Interrupted after its first epoch's checkpoint and resumed: the same weights
+    and history as one uninterrupted run (a cosine rate resumes mid-schedule)."""
+    kw = dict(weight_decay=0.1, lr_schedule=lr_schedule)
+    straight = _tiny_trainer("cuda", tmp_path / "straight", False, **kw)
     straight.fit()
-    _tiny_trainer("cuda", tmp_path / "resumed", False, epochs=1).fit()
-    resumed = _tiny_trainer("cuda", tmp_path / "resumed", False)
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_trainer("cuda", tmp_path / "resumed", False, trainer=_StopAfterFirstCheckpoint,
+                      **kw).fit()
+    resumed = _tiny_trainer("cuda", tmp_path / "resumed", False, **kw)
     assert resumed.resume() and resumed.epoch == 1
     resumed.fit()
     for got, want in zip(resumed.net.weights, straight.net.weights):
