@@ -45,3 +45,19 @@ def test_dense_algorithm1_matches_eventsim_in_any_grouping(bench):
     fired = np.isfinite(t_dense)
     np.testing.assert_allclose(t_dense[fired], res._layers[0].out_t[:, :, :n_max - 1][fired],
                                rtol=0, atol=1e-13)
+
+
+def test_rewritten_line8_equals_algorithm1(bench):
+    x, _ = bench.load_batch(12, offset=900)
+    x[5] = np.inf
+    net = es.Network([784, 40, 10], es.LIF(0.8, 0.4), seed=5)
+    n_max = int(net.forward(x).spike_counts[0].max()) + 1
+    for group_rows in (40, 10**9):
+        fast = bench.dense_forward_rewritten(x, *net.weights, n_max=n_max, group_rows=group_rows)
+        plain = bench.dense_forward_algorithm1(x, *net.weights, n_max=n_max)
+        np.testing.assert_array_equal(fast["counts"], plain["counts"])
+        assert plain["counts"].max() >= 2
+        np.testing.assert_allclose(fast["v_out"], plain["v_out"], rtol=0, atol=1e-12)
+        fired = np.isfinite(plain["z"])
+        np.testing.assert_array_equal(np.isfinite(fast["z"]), fired)
+        np.testing.assert_allclose(fast["z"][fired], plain["z"][fired], rtol=1e-13, atol=0)
