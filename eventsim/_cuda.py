@@ -290,7 +290,7 @@ def _dev(arr, dtype):
 
 
 def _interval_factors_dev(d_times, d_ptr, n_inputs, t_end, a, b):
-    shape = max(n_inputs, 1)
+    shape = max(int(n_inputs), 1)   # numba-cuda (unlike its simulator) needs a Python int
     ea = cuda.device_array(shape)
     eb = cuda.device_array(shape)
     kap = cuda.device_array(shape)
