@@ -94,9 +94,17 @@ def dense_forward_algorithm1(x, w_in, w_out, tau_i=TAU_I, threshold=THETA, t_out
     counts (B, J); at_limit (number of (b, j) that fired at the last iteration,
     so may have been truncated); m (the largest padded input count M).
     """
+    return _in_groups(x, w_in.shape[1], w_out.shape[1], t_out, n_max, group_rows,
+                      lambda xs: _dense_group(xs, w_in, w_out, tau_i, threshold, t_out, n_max,
+                                              n1, stable_root, literal_line11))
+
+
+def _in_groups(x, n_j, n_o, t_out, n_max, group_rows, forward_group):
+    """Run ``forward_group(x[samples])`` on groups of about ``group_rows`` (b, j) rows,
+    samples sorted by input count, and assemble the dense forwards' result dict."""
     x = np.asarray(x, np.float64)
-    n_b, n_j = x.shape[0], w_in.shape[1]
-    out = {"v_out": np.zeros((n_b, w_out.shape[1])), "z": np.full((n_b, n_j, n_max), np.inf),
+    n_b = x.shape[0]
+    out = {"v_out": np.zeros((n_b, n_o)), "z": np.full((n_b, n_j, n_max), np.inf),
            "counts": np.zeros((n_b, n_j), np.int64), "at_limit": 0, "m": 0}
     n_inputs = (x < t_out).sum(axis=1)
     by_input_count = np.argsort(n_inputs, kind="stable")
@@ -105,13 +113,27 @@ def dense_forward_algorithm1(x, w_in, w_out, tau_i=TAU_I, threshold=THETA, t_out
         samples = by_input_count[start:start + per_group]
         if n_inputs[samples[-1]] == 0:   # no input before t_out: no spike, v_out = 0
             continue
-        part = _dense_group(x[samples], w_in, w_out, tau_i, threshold, t_out, n_max, n1,
-                            stable_root, literal_line11)
+        part = forward_group(x[samples])
         for key in ("v_out", "z", "counts"):
             out[key][samples] = part[key]
         out["at_limit"] += part["at_limit"]
         out["m"] = max(out["m"], part["m"])
     return out
+
+
+def _sorted_inputs(x, w_in, tau_i, t_out):
+    """Line 1 for samples x padded together: (M, z^(m) (B, M), z^(m'+1) (B, M),
+    w_ij^(m) z^(m) laid out [B, J, M] with m' contiguous)."""
+    z_out = math.exp(t_out / tau_i)
+    order = np.argsort(x, axis=1, kind="stable")     # global input order, ties by id
+    t_sorted = np.take_along_axis(x, order, axis=1)
+    valid = t_sorted < t_out
+    m = int(valid.sum(axis=1).max())
+    order, t_sorted, valid = order[:, :m], t_sorted[:, :m], valid[:, :m]
+    z_in = np.where(valid, np.exp(np.where(valid, t_sorted, 0.0) / tau_i), z_out)
+    z_next = np.concatenate([z_in[:, 1:], np.full((x.shape[0], 1), z_out)], axis=1)
+    wz = np.ascontiguousarray((w_in[order] * (valid * z_in)[:, :, None]).transpose(0, 2, 1))
+    return m, z_in, z_next, wz
 
 
 def _dense_group(x, w_in, w_out, tau_i, threshold, t_out, n_max, n1, stable_root,
@@ -120,16 +142,7 @@ def _dense_group(x, w_in, w_out, tau_i, threshold, t_out, n_max, n1, stable_root
     n_b = x.shape[0]
     n_j = w_in.shape[1]
     z_out = math.exp(t_out / tau_i)
-    # line 1: global input order per sample (ties by id, as eventsim)
-    order = np.argsort(x, axis=1, kind="stable")
-    t_sorted = np.take_along_axis(x, order, axis=1)
-    valid = t_sorted < t_out
-    m = int(valid.sum(axis=1).max()) if n_b else 0
-    order, t_sorted, valid = order[:, :m], t_sorted[:, :m], valid[:, :m]
-    z_in = np.where(valid, np.exp(np.where(valid, t_sorted, 0.0) / tau_i), z_out)  # (B, M)
-    z_next = np.concatenate([z_in[:, 1:], np.full((n_b, 1), z_out)], axis=1)       # z^(m'+1)
-    # w_ij^(m) z^(m), laid out [B, J, M] (m' contiguous)
-    wz = np.ascontiguousarray((w_in[order] * (valid * z_in)[:, :, None]).transpose(0, 2, 1))
+    m, z_in, z_next, wz = _sorted_inputs(x, w_in, tau_i, t_out)                   # line 1
     big_a = tau_i * np.cumsum(wz, axis=2)                                           # line 7
     z_spk = np.full((n_b, n_j, n_max), np.inf)
     counts = np.zeros((n_b, n_j), np.int64)
@@ -195,68 +208,57 @@ def dense_forward_rewritten(x, w_in, w_out, tau_i=TAU_I, threshold=THETA, t_out=
     are ordered, so the first one that holds a root is the spike (argmax of the
     mask instead of a minimum over roots).
     """
-    x = np.asarray(x, np.float64)
+    return _in_groups(x, w_in.shape[1], w_out.shape[1], t_out, n_max, group_rows,
+                      lambda xs: _rewritten_group(xs, w_in, w_out, tau_i, threshold, t_out,
+                                                  n_max))
+
+
+def _rewritten_group(x, w_in, w_out, tau_i, threshold, t_out, n_max):
+    """dense_forward_rewritten on the samples x, padded together."""
     n_b, n_j = x.shape[0], w_in.shape[1]
     z_out = math.exp(t_out / tau_i)
-    order_all = np.argsort(x, axis=1, kind="stable")
-    t_all = np.take_along_axis(x, order_all, axis=1)
-    valid_all = t_all < t_out
-    n_inputs = valid_all.sum(axis=1)
+    m, z_in, z_next, wz = _sorted_inputs(x, w_in, tau_i, t_out)
     z_sum = np.zeros((n_b, n_j))        # sum of each neuron's spike z's, and of their squares
     z_sq_sum = np.zeros((n_b, n_j))
     counts = np.zeros((n_b, n_j), np.int64)
     z_spk = np.full((n_b, n_j, n_max), np.inf)
     at_limit = 0
-    by_input_count = np.argsort(n_inputs, kind="stable")
-    per_group = max(1, group_rows // n_j)
-    for start in range(0, n_b, per_group):
-        samples = by_input_count[start:start + per_group]
-        m = int(n_inputs[samples].max())
-        if m == 0:
-            continue
-        nb = samples.size
-        order, t_sorted, valid = order_all[samples, :m], t_all[samples, :m], valid_all[samples, :m]
-        z_in = np.where(valid, np.exp(np.where(valid, t_sorted, 0.0) / tau_i), z_out)
-        z_next = np.concatenate([z_in[:, 1:], np.full((nb, 1), z_out)], axis=1)
-        wz = np.ascontiguousarray((w_in[order] * (valid * z_in)[:, :, None]).transpose(0, 2, 1))
-        r_a = (tau_i * np.cumsum(wz, axis=2)).reshape(nb * n_j, m)           # line 7
-        r_c = (tau_i * np.cumsum(wz * z_in[:, None, :], axis=2)).reshape(nb * n_j, m)
-        r_disc0 = r_a * r_a - 4.0 * threshold * r_c    # discriminant for D = 0
-        r_a_ok = r_a >= 0.0
-        rows = np.arange(nb * n_j)
-        r_zin = np.repeat(z_in, n_j, axis=0)
-        r_znext = np.repeat(z_next, n_j, axis=0)
-        r_zprev = np.zeros(nb * n_j)
-        r_d = np.zeros(nb * n_j)
-        for n in range(n_max):
-            if rows.size == 0:
-                break
-            big_b = r_c + r_d[:, None]                                         # line 8
-            with np.errstate(invalid="ignore"):
-                sq = np.sqrt(r_disc0 - 4.0 * threshold * r_d[:, None])  # NaN fails every test
-                root = 2.0 * big_b / (r_a + sq)
-            keep = ((big_b >= 0.0) & r_a_ok & (root >= r_zin) & (root < r_znext)
-                    & (root > r_zprev[:, None]))
-            first = keep.argmax(axis=1)
-            rr = np.arange(rows.size)
-            fired = keep[rr, first]
-            rr, first = rr[fired], first[fired]
-            z_f = root[rr, first]
-            b_idx, j_idx = np.divmod(rows[fired], n_j)
-            b_idx = samples[b_idx]
-            z_spk[b_idx, j_idx, n] = z_f
-            counts[b_idx, j_idx] += 1
-            z_sum[b_idx, j_idx] += z_f
-            z_sq_sum[b_idx, j_idx] += z_f * z_f
-            if n == n_max - 1:
-                at_limit += int(fired.sum())
-            r_d = z_f * r_a[rr, first] - r_c[rr, first]
-            rows, r_a, r_c, r_disc0, r_a_ok, r_zin, r_znext = (
-                rows[fired], r_a[rr], r_c[rr], r_disc0[rr], r_a_ok[rr], r_zin[rr], r_znext[rr])
-            r_zprev = z_f
+    r_a = (tau_i * np.cumsum(wz, axis=2)).reshape(n_b * n_j, m)               # line 7
+    r_c = (tau_i * np.cumsum(wz * z_in[:, None, :], axis=2)).reshape(n_b * n_j, m)
+    r_disc0 = r_a * r_a - 4.0 * threshold * r_c    # discriminant for D = 0
+    r_a_ok = r_a >= 0.0
+    rows = np.arange(n_b * n_j)
+    r_zin = np.repeat(z_in, n_j, axis=0)
+    r_znext = np.repeat(z_next, n_j, axis=0)
+    r_zprev = np.zeros(n_b * n_j)
+    r_d = np.zeros(n_b * n_j)
+    for n in range(n_max):
+        if rows.size == 0:
+            break
+        big_b = r_c + r_d[:, None]                                             # line 8
+        with np.errstate(invalid="ignore"):
+            sq = np.sqrt(r_disc0 - 4.0 * threshold * r_d[:, None])  # NaN fails every test
+            root = 2.0 * big_b / (r_a + sq)
+        keep = ((big_b >= 0.0) & r_a_ok & (root >= r_zin) & (root < r_znext)
+                & (root > r_zprev[:, None]))
+        first = keep.argmax(axis=1)
+        rr = np.arange(rows.size)
+        fired = keep[rr, first]
+        rr, first = rr[fired], first[fired]
+        z_f = root[rr, first]
+        b_idx, j_idx = np.divmod(rows[fired], n_j)
+        z_spk[b_idx, j_idx, n] = z_f
+        counts[b_idx, j_idx] += 1
+        z_sum[b_idx, j_idx] += z_f
+        z_sq_sum[b_idx, j_idx] += z_f * z_f
+        if n == n_max - 1:
+            at_limit = int(fired.sum())
+        r_d = z_f * r_a[rr, first] - r_c[rr, first]
+        rows, r_a, r_c, r_disc0, r_a_ok, r_zin, r_znext = (
+            rows[fired], r_a[rr], r_c[rr], r_disc0[rr], r_a_ok[rr], r_zin[rr], r_znext[rr])
+        r_zprev = z_f
     v_out = (tau_i * z_sum @ w_out) / z_out - (tau_i * z_sq_sum @ w_out) / z_out ** 2  # eq. 20
-    return {"v_out": v_out, "z": z_spk, "counts": counts, "at_limit": at_limit,
-            "m": int(n_inputs.max()) if n_b else 0}
+    return {"v_out": v_out, "z": z_spk, "counts": counts, "at_limit": at_limit, "m": m}
 
 
 # ----------------------------------------------------------------------------- helpers
