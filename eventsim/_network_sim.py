@@ -78,6 +78,17 @@ def _predict(q, v, cur, t_last, can_fire, t_end, a, b, theta, method, heap, pos,
 
 
 @jit
+def _mark(q, touched, n_touched, is_touched):
+    """Put neuron q on the list of neurons to re-predict at the current time (once);
+    returns the list's new length."""
+    if not is_touched[q]:
+        is_touched[q] = True
+        touched[n_touched] = q
+        n_touched += 1
+    return n_touched
+
+
+@jit
 def _receive(src, t, w_ptr, w_idx, w_val, v, cur, t_last, a, b, touched, n_touched,
              is_touched):
     """Spike of row ``src`` of a CSR weight matrix arriving at time t: advance each
@@ -88,10 +99,7 @@ def _receive(src, t, w_ptr, w_idx, w_val, v, cur, t_last, a, b, touched, n_touch
         q = w_idx[e]
         _advance(q, t, v, cur, t_last, a, b)
         cur[q] += w_val[e]
-        if not is_touched[q]:
-            is_touched[q] = True
-            touched[n_touched] = q
-            n_touched += 1
+        n_touched = _mark(q, touched, n_touched, is_touched)
     return n_touched
 
 
@@ -154,9 +162,7 @@ def network_kernel(in_t, in_i, win_ptr, win_idx, win_val, wrec_ptr, wrec_idx, wr
             if single_spike:
                 can_fire[j] = False
             _heap_set(j, math.inf, heap, pos, pred)
-            is_touched[j] = True
-            touched[n_touched] = j
-            n_touched += 1
+            n_touched = _mark(j, touched, n_touched, is_touched)
         while k < in_t.shape[0] and in_t[k] == t:      # (2) arrivals at t
             n_touched = _receive(in_i[k], t, win_ptr, win_idx, win_val, v, cur, t_last, a, b,
                                  touched, n_touched, is_touched)
