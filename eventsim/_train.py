@@ -22,6 +22,7 @@ from ._validate import (check_int, check_labels, check_layer_sizes, check_nonneg
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss", "val_acc",
                  "val_loss", "spikes_per_hidden_neuron", "dead_fraction", "samples_per_s",
                  "epoch_s", "wall_s"]
+TIMING_FIELDS = ("samples_per_s", "epoch_s", "wall_s")   # differ between identical runs
 CHECKPOINT = "checkpoint.h5"
 FINAL_MODEL = "model.h5"
 BEST_MODEL = "best.h5"     # the epoch of highest validation accuracy (val_size > 0)

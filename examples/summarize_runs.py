@@ -11,9 +11,9 @@ differs from the paper's protocol. For each setting the table gives the final
 test accuracy of every seed and its mean +- standard error (the paper's Table I
 convention), the mean of each run's best test epoch (chosen on the test set:
 optimistic), and, for runs with --val-size, the test accuracy at the epoch of
-highest validation accuracy. Runs that stopped before their last epoch, further runs of
-a seed already counted (copies of a run) and unreadable checkpoints are listed
-apart and left out of the statistics.
+highest validation accuracy. Runs that stopped before their last epoch,
+further runs of a seed already counted (copies of a run) and unreadable
+checkpoints are listed apart and left out of the statistics.
 """
 
 from __future__ import annotations

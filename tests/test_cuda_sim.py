@@ -23,7 +23,7 @@ from hypothesis import given, settings, strategies as st
 import eventsim as es
 from eventsim import _layer
 from eventsim._math import CLOSED_FORM, ROOT
-from eventsim._train import Dataset, TrainConfig, Trainer
+from eventsim._train import TIMING_FIELDS, Dataset, TrainConfig, Trainer
 
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 TOL = 1e-12
@@ -356,7 +356,7 @@ def test_resident_trainer_resume_equals_uninterrupted(tmp_path, lr_schedule):
     for got, want in zip(resumed.net.weights, straight.net.weights):
         assert np.array_equal(got, want)
     def untimed(history):
-        return [{k: v for k, v in row.items() if k not in ("samples_per_s", "epoch_s", "wall_s")}
+        return [{k: v for k, v in row.items() if k not in TIMING_FIELDS}
                 for row in history]
     assert untimed(resumed.history) == untimed(straight.history)
 

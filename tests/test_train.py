@@ -13,7 +13,7 @@ import pytest
 
 import eventsim as es
 from eventsim import _io
-from eventsim._train import Dataset, TrainConfig, Trainer
+from eventsim._train import TIMING_FIELDS, Dataset, TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def test_one_short_epoch_learns(small_data, tmp_path):
 
 
 def _strip_timing(history):
-    return [{k: v for k, v in row.items() if k not in ("samples_per_s", "epoch_s", "wall_s")}
+    return [{k: v for k, v in row.items() if k not in TIMING_FIELDS}
             for row in history]
 
 
