@@ -6,15 +6,31 @@ import numpy as np
 
 
 def softmax_cross_entropy(v_out: np.ndarray, labels: np.ndarray):
-    """Mean over the batch of -log softmax(v_out)[label] (eq. 23) and its gradient."""
-    shifted = v_out - v_out.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    log_prob = shifted - log_norm
+    """Mean over the batch of -log softmax(v_out)[label] (eq. 23) and its gradient
+    softmax(v_out) - onehot(label), divided by the batch size.
+
+    Written for full relative precision when a sample is classified confidently:
+    with m the largest entry of a row and r the sum of exp(v_k - m) over its other
+    entries, log sum_k exp(v_k) = m + log1p(r), and where the label holds the
+    maximum its gradient entry is -r / (1 + r). The textbook exp(log_prob) - 1
+    cancels to an absolute error of ~1e-16 there, and to 0 once the margin
+    exceeds ~37, while the other entries are still nonzero.
+    """
     n = v_out.shape[0]
-    loss = -log_prob[np.arange(n), labels].mean()
-    grad = np.exp(log_prob)
-    grad[np.arange(n), labels] -= 1.0
-    return float(loss), grad / n
+    rows = np.arange(n)
+    top = v_out.argmax(axis=1)
+    shifted = v_out - v_out[rows, top][:, None]
+    others = np.exp(shifted)
+    others[rows, top] = 0.0
+    rest = others.sum(axis=1)
+    loss = float((np.log1p(rest) - shifted[rows, labels]).mean())
+    norm = 1.0 + rest
+    grad = others / norm[:, None]
+    grad[rows, top] = 1.0 / norm
+    grad[rows, labels] -= 1.0
+    label_on_top = rows[labels == top]
+    grad[label_on_top, top[label_on_top]] = -rest[label_on_top] / norm[label_on_top]
+    return loss, grad / n
 
 
 def dead_neuron_flags(spike_counts: np.ndarray, fraction: float = 0.1) -> np.ndarray:

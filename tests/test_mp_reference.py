@@ -126,6 +126,34 @@ def test_cross_entropy_gradient_entry_to_13_digits_of_its_own_size():
         assert abs(grads[layer][i, j] - float(g_ref)) <= 1e-13 * abs(float(g_ref)), (layer, i, j)
 
 
+@pytest.mark.parametrize("margin", [0.0, 1.0, 20.0, 40.0, 600.0])
+def test_cross_entropy_keeps_its_digits_for_confident_samples(margin):
+    """Loss and every gradient entry to ~eps |v| of their own size against 40 digits,
+    also where the label wins by a margin so large that 1 - softmax underflows
+    relative to 1 (the label's entry must stay -sum of the others, not 0)."""
+    from eventsim._losses import softmax_cross_entropy
+    rng = np.random.default_rng(int(margin))
+    v = rng.normal(0.0, 2.0, (6, 4))
+    v[:, 0] += margin                      # class 0 on top by about `margin`
+    v[5, 1] = v[5, 0]                      # a tie for the top
+    labels = np.array([0, 0, 1, 2, 3, 1])
+    loss, grad = softmax_cross_entropy(v, labels)
+    with mp.workdps(40):
+        ref_loss, ref_grad = mp.mpf(0), np.zeros_like(v)
+        for s, row in enumerate(v):
+            z = mp.fsum(mp.exp(mp.mpf(x)) for x in row)
+            ref_loss += mp.log(z) - mp.mpf(row[labels[s]])
+            for k, x in enumerate(row):     # p_label - 1 as minus the others' share
+                share = (mp.exp(mp.mpf(x)) if k != labels[s] else
+                         -mp.fsum(mp.exp(mp.mpf(y)) for j, y in enumerate(row) if j != k))
+                ref_grad[s, k] = float(share / z / len(v))
+        ref_loss = float(ref_loss / len(v))
+    rtol = 1e-15 * (4.0 + np.abs(v).max())  # exp(v_k - v_top) holds ~eps |v| relative
+    assert abs(loss - ref_loss) <= rtol * abs(ref_loss)
+    assert np.all(np.abs(grad - ref_grad) <= rtol * np.abs(ref_grad))
+    assert np.all(grad[0] != 0.0)
+
+
 def _mp_layer(times, ids, w, tau_i, tau_v, t_end):
     """Spike trains of a layer from the 40-digit reference, neuron by neuron."""
     spike_times, spike_ids = [], []
