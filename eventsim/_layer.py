@@ -83,6 +83,7 @@ def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
     counts = np.zeros((n_samples, n_out), np.int64)
     v_end = np.zeros((n_samples, n_out))
     theta_lo = theta * (1.0 - 1e-12)
+    rise_floor = 1e-280 * b * theta  # see _neuron.rising_at_end
     for s in prange(n_samples):
         v = np.zeros(n_out)
         cur = np.zeros(n_out)
@@ -114,7 +115,8 @@ def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
                 v[j] = v1
                 cur[j] = c1
                 hot = can_fire[j] & ((v1 >= theta_lo) | (
-                    (c0 - b * v0 > 0.0) & (c1 - b * v1 < 1e-12 * (abs(c1) + b * abs(v1)))
+                    (c0 - b * v0 > 0.0)
+                    & (c1 - b * v1 < 1e-12 * (abs(c1) + b * abs(v1)) + rise_floor)
                     & (max(v0, 0.0) + max(c0, 0.0) * km >= theta)))
                 is_hot[j] = hot
                 n_hot += hot

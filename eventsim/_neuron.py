@@ -18,6 +18,12 @@ from ._math import crossing_on_rise, first_crossing, jit, kappa
 
 
 @jit
+def rising_at_end(v1, c1, b, theta):
+    """dV/dt = c1 - b v1 > 0 at an interval end, beyond rounding and underflow."""
+    return c1 - b * v1 >= 1e-12 * (abs(c1) + b * abs(v1)) + 1e-280 * b * theta
+
+
+@jit
 def needs_exact(v0, c0, v1, c1, km, b, theta):
     """Can a spike hide in an interval with state (v0, c0) at its start and
     (v1, c1) at its end, if computed without resets? Sound filter, no false negatives:
@@ -25,13 +31,17 @@ def needs_exact(v0, c0, v1, c1, km, b, theta):
     V has at most one extremum (a maximum, when I > 0), so a crossing needs
     V(end) >= theta, or a maximum inside the interval (dV/dt > 0 at the start,
     < 0 at the end) bounded by max(V0, 0) + max(I0, 0) * max(kappa) >= theta.
-    Margins of 1e-12 only send borderline cases to the exact search.
+    Margins of 1e-12 only send borderline cases to the exact search. The end
+    state can only prove that V still rises (dV/dt = c1 - b v1 > 0) while it is
+    far from underflow: after an interval of ~700 time constants (v1, c1) are
+    subnormal or exactly 0 and their sign says nothing, so ``rising_at_end``
+    adds a floor of 1e-280 b theta to the margin and such intervals go to the bound.
     """
     if v1 >= theta * (1.0 - 1e-12):
         return True
     if c0 - b * v0 <= 0.0:
         return False
-    if c1 - b * v1 >= 1e-12 * (abs(c1) + b * abs(v1)):
+    if rising_at_end(v1, c1, b, theta):
         return False
     return (v0 if v0 > 0.0 else 0.0) + (c0 if c0 > 0.0 else 0.0) * km >= theta
 

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import eventsim as es
+import naive
 from eventsim import _layer
 from eventsim._math import CLOSED_FORM, ROOT
 from eventsim._train import TIMING_FIELDS, Dataset, TrainConfig, Trainer
@@ -227,6 +228,26 @@ def test_empty_inputs():
                                zeros, np.ones((2, 2)), 0.0, True)
     assert gw.shape == (3, 2) and np.all(gw == 0.0) and gi.shape == (0,)
     _close(cu.readout_features(times0, ids0, ptr0, 3, 1.0, a, b), np.zeros((2, 3)))
+
+
+@sim_only
+def test_spikes_after_intervals_of_thousands_of_time_constants():
+    """Decay factors that underflow to 0 must not hide a spike (needs_exact once
+    read an end state of exactly 0 as 'still rising'); two inputs 2,000 tau_I
+    apart each fire the neuron as if alone (eq. 19's single-input solution)."""
+    cu = _cuda_backend()
+    lif = es.LIF(0.8, 0.4)
+    a, b, theta = lif.rate_i, lif.rate_v, lif.threshold
+    t_end = 3200.0
+    times, ids, ptr = np.array([0.0, 1600.0]), np.array([0, 1]), np.array([0, 2])
+    w = np.array([[6.0], [6.0]])
+    one = naive.p2_single_input_spikes(6.0, 0.0, 0.8, 1.0, t_end=1600.0)
+    expected = np.concatenate([one, 1600.0 + one])
+    for be in (_layer, cu):
+        out_t, _, counts, _ = be.layer_forward(times, ids, ptr, be.prepare_weights(w), t_end,
+                                               a, b, theta, False, CLOSED_FORM, 10_000, 4)
+        assert counts[0, 0] == expected.size
+        np.testing.assert_allclose(out_t[0, 0, :expected.size], expected, rtol=1e-14)
 
 
 def _tiny_net(device, p=2.0, single_spike=False):

@@ -196,3 +196,28 @@ def test_sparse_signed_inputs_match_40_digit_reference(p):
         ref_t, ref_j = _mp_layer(times, np.arange(n), w, p * tau_v, tau_v, t_end)
         mismatched, dt = spike_train_diff(out.times, out.ids, ref_t, ref_j, 3)
         assert mismatched == 0 and dt <= 1e-14 * t_end
+
+
+@pytest.mark.parametrize("p", [2.0, 1.0, 0.5, 3.7])
+@pytest.mark.parametrize("gap", [300.0, 715.0, 740.0, 760.0, 5000.0])
+def test_no_spike_lost_after_hundreds_of_time_constants(p, gap):
+    """Input-free intervals of `gap` slow time constants, over which the state's decay
+    factors become subnormal (~710-745) or exactly 0: a spike early in such an interval
+    must still be found (an end state of exactly 0 once read as 'V still rising' and
+    skipped the interval), by simulate_layer and by Network.forward alike."""
+    tau_v = 0.4
+    tau_i = p * tau_v
+    slow = max(tau_i, tau_v)
+    times = np.array([0.0, gap * slow])
+    w = np.array([[8.0, 30.0, -3.0], [8.0, 4.0, 30.0]]) * max(1.0, 1.0 / p)
+    t_end = 2.0 * gap * slow
+    lif = es.LIF(tau_i, tau_v)
+    out = es.simulate_layer(times, np.arange(2), w, lif, t_end=t_end)
+    ref_t, ref_j = _mp_layer(times, np.arange(2), w, tau_i, tau_v, t_end)
+    assert np.all(np.bincount(ref_j, minlength=3) > 0)
+    mismatched, dt = spike_train_diff(out.times, out.ids, ref_t, ref_j, 3)
+    assert mismatched == 0 and dt <= 1e-14 * t_end
+    net = es.Network([2, 3, 2], lif, t_out=t_end)
+    net.weights = [w, np.ones((3, 2))]
+    counts = net.forward(times[None, :]).spike_counts[0][0]
+    assert np.array_equal(counts, np.bincount(ref_j, minlength=3))
