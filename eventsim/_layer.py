@@ -11,10 +11,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._math import jit, kappa, kappa_max, readout_slope
-from ._neuron import adjoint_back, adjoint_spike, exact_interval
+from ._math import decay, decay_ak, jit, kappa, kappa_max, readout_slope
+from ._math import crossing_on_rise
+from ._neuron import adjoint_spike, exact_interval, spike_slope
 
 pjit = njit(cache=True, parallel=True, error_model="numpy")
+
+FINISH = 1   # layer_forward_kernel's modes of a flagged neuron
+GENERIC = 2
 
 #: samples are split into this many chunks for gradient accumulation; fixed,
 #: so that results do not depend on the number of threads
@@ -41,10 +45,11 @@ def interval_factors_one(k, times, stop, t_end, a, b, ea, eb, kap, kmax):
         kap[k] = 0.0
         kmax[k] = 0.0
         return
-    ea[k] = math.exp(-a * length)
-    eb[k] = math.exp(-b * length)
-    kap[k] = kappa(length, a, b)
-    kmax[k] = kappa_max(length, kap[k], a, b)
+    e_a, e_b, kp = decay(length, a, b)
+    ea[k] = e_a
+    eb[k] = e_b
+    kap[k] = kp
+    kmax[k] = kappa_max(length, kp, a, b)
 
 
 @pjit
@@ -60,28 +65,41 @@ def interval_factors(times, ptr, t_end, a, b):
     return ea, eb, kap, kmax
 
 
-@pjit
 def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
                   max_spikes, cap):
     """Forward scan of a layer over a batch; w is (n_in, n_out), C order.
 
-    One thread per sample; the neurons of a sample advance together, input by
-    input, in a loop the compiler vectorises: I += w[i_k, :], then the linear
-    closed-form step over the interval (skipped between simultaneous inputs,
-    as in ``neuron_forward``). Neurons for which the sound filter
-    ``needs_exact`` (here in branch-free form) fires are redone exactly from their saved state by
-    ``exact_interval`` (the same code as the CUDA path), so no spike can be
-    missed and the result is bit-identical to ``neuron_forward``.
+    Returns out_t, out_dv (B, J, cap) (padded with inf and 0), counts (B, J),
+    v_end (B, J); see ``layer_forward_kernel``.
+    """
+    factors = interval_factors(times, ptr, t_end, a, b)
+    return layer_forward_kernel(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
+                                max_spikes, cap, factors)
 
-    Returns out_t, out_dv (B, J, cap), counts (B, J), v_end (B, J).
+
+@pjit
+def layer_forward_kernel(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
+                  max_spikes, cap, factors):
+    """Kernel of ``layer_forward``; factors = interval_factors(times, ptr, t_end, a, b).
+
+    One thread per sample; the neurons of a sample advance together in a
+    vectorised loop (I += w[i_k, :], the closed-form step, the branch-free
+    ``needs_exact`` filter). The neurons the filter flags are then handled as a
+    batch, in passes over the list of them, so that the exponentials of
+    independent neurons overlap: the direct crossing of ``exact_interval``'s
+    first iteration, the spike (I e^{-as}, dV/dt), the step from V = 0 to the
+    interval end. Every other case (no direct crossing; a second spike possible
+    in the interval) runs ``exact_interval`` from the interval's start state.
+    The operations are those of ``exact_interval``, so the result is
+    bit-identical to ``neuron_forward``.
     """
     n_samples = ptr.shape[0] - 1
     n_out = w.shape[1]
-    ea, eb, kap, kmax = interval_factors(times, ptr, t_end, a, b)
-    out_t = np.full((n_samples, n_out, cap), np.inf)
-    out_dv = np.zeros((n_samples, n_out, cap))
-    counts = np.zeros((n_samples, n_out), np.int64)
-    v_end = np.zeros((n_samples, n_out))
+    ea, eb, kap, kmax = factors
+    out_t = np.empty((n_samples, n_out, cap))
+    out_dv = np.empty((n_samples, n_out, cap))
+    counts = np.empty((n_samples, n_out), np.int64)
+    v_end = np.empty((n_samples, n_out))
     theta_lo = theta * (1.0 - 1e-12)
     rise_floor = 1e-280 * b * theta  # see _neuron.rising_at_end
     for s in prange(n_samples):
@@ -91,12 +109,18 @@ def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
         cur_old = np.empty(n_out)
         can_fire = np.ones(n_out, np.bool_)
         is_hot = np.zeros(n_out, np.bool_)
+        hot_j = np.empty(n_out, np.int64)
+        mode = np.empty(n_out, np.int64)
+        h_s = np.empty(n_out)
+        h_cur = np.empty(n_out)
         cnt = counts[s]
+        cnt[:] = 0
         stop = ptr[s + 1]
         for k in range(ptr[s], stop):
             row = w[ids[k]]
+            t0 = times[k]
             t1 = times[k + 1] if k + 1 < stop else t_end
-            if t1 == times[k]:  # simultaneous inputs: the currents add, V does not move
+            if t1 == t0:
                 for j in range(n_out):
                     cur[j] += row[j]
                 continue
@@ -105,7 +129,7 @@ def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
             kp = kap[k]
             km = kmax[k]
             n_hot = 0
-            for j in range(n_out):  # vectorised: branch-free form of needs_exact
+            for j in range(n_out):
                 c0 = cur[j] + row[j]
                 v0 = v[j]
                 v1 = v0 * e_b + c0 * kp
@@ -122,13 +146,66 @@ def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
                 n_hot += hot
             if n_hot == 0:
                 continue
+            nh = 0
             for j in range(n_out):
                 if is_hot[j]:
+                    hot_j[nh] = j
+                    nh += 1
+            length = t1 - t0
+            # pass 1: the direct crossing of exact_interval's first iteration
+            for h in range(nh):
+                j = hot_j[h]
+                v0 = v_old[j]
+                v1 = v[j]
+                if theta > v0 and v1 >= theta and cur[j] - b * v1 >= 0.0:
+                    h_s[h] = crossing_on_rise(v0, cur_old[j], length, v1, a, b, theta, method)
+                    mode[h] = FINISH
+                else:
+                    mode[h] = GENERIC
+            # pass 2: the spike, unless it is at/after t_end (then the state at t1 is
+            # (v1, c1), already in v, cur) or a second one may follow (generic)
+            for h in range(nh):
+                if mode[h] != FINISH:
+                    continue
+                j = hot_j[h]
+                sv = h_s[h]
+                ts = t0 + sv
+                if ts >= t_end:
+                    mode[h] = 0
+                    continue
+                c_s = cur_old[j] * math.exp(-a * sv)
+                n = cnt[j]
+                if single_spike or n + 1 > max_spikes:
+                    can_fire[j] = False
+                elif not (c_s * km < theta_lo):   # exact_interval looks for another
+                    mode[h] = GENERIC
+                    continue
+                if n < cap:
+                    out_t[s, j, n] = ts
+                    out_dv[s, j, n] = spike_slope(c_s, a, b, theta)
+                cnt[j] = n + 1
+                h_s[h] = ts
+                h_cur[h] = c_s
+            # pass 3: from V = 0 at the spike to t1 (as exact_interval's last branch)
+            for h in range(nh):
+                if mode[h] == FINISH:
+                    j = hot_j[h]
+                    g_a, g_k = decay_ak(t1 - h_s[h], a, b)
+                    c_s = h_cur[h]
+                    v[j] = 0.0 + c_s * g_k
+                    cur[j] = c_s * g_a
+            for h in range(nh):
+                if mode[h] == GENERIC:
+                    j = hot_j[h]
                     v[j], cur[j], cnt[j], can_fire[j] = exact_interval(
-                        v_old[j], cur_old[j], v[j], cur[j], times[k], t1, t_end, e_a, e_b, kp,
+                        v_old[j], cur_old[j], v[j], cur[j], t0, t1, t_end, e_a, e_b, kp,
                         km, a, b, theta, method, single_spike, max_spikes, cnt[j],
                         out_t[s, j], out_dv[s, j])
         v_end[s] = v
+        for j in range(n_out):
+            for n in range(min(cnt[j], cap), cap):
+                out_t[s, j, n] = np.inf
+                out_dv[s, j, n] = 0.0
     return out_t, out_dv, counts, v_end
 
 
@@ -140,55 +217,95 @@ _grad_w_chunks = {}
 MAX_SCRATCH = 4
 
 
-def layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts,
-                   merged, spk_g, nu, min_slope, want_input_grad):
-    """Reverse adjoint scans of a layer (see ``neuron_backward`` for the maths).
-
-    Returns dL/dw (n_in, n_out) and dL/d(input time) (n_inputs,). spk_g
-    (B, J, cap) holds dL/ds for every output spike, nu (B, J) dL/dV(t_end);
-    ``merged`` is the layer's spike list from ``merge_spikes``.
-    """
-    work = _grad_w_chunks.get(w.shape)
+def _scratch(shape):
+    work = _grad_w_chunks.get(shape)
     if work is None:
         if len(_grad_w_chunks) >= MAX_SCRATCH:
             _grad_w_chunks.clear()
-        work = _grad_w_chunks[w.shape] = np.empty((N_CHUNKS,) + w.shape)
-    return layer_backward_kernel(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv,
-                                 merged, spk_g, nu, min_slope, want_input_grad, work)
+        work = _grad_w_chunks[shape] = (np.empty((N_CHUNKS,) + shape),
+                                        np.empty((N_CHUNKS, shape[0]), np.bool_))
+    return work
+
+
+def layer_backward_merged(times, ids, ptr, w, t_end, a, b, theta, out_dv, merged, g_spk, nu,
+                          min_slope, want_input_grad):
+    """Reverse adjoint scans of a layer (see ``neuron_backward`` for the maths).
+
+    g_spk[r] is dL/ds for spike r of ``merged`` (the layer's spike list from
+    ``merge_spikes``, i.e. the next layer's input-time gradient), nu (B, J)
+    dL/dV(t_end). Returns dL/dw (n_in, n_out) and dL/d(input time) (n_inputs,).
+    """
+    work, touched = _scratch(w.shape)
+    factors = interval_factors(times, ptr, t_end, a, b)
+    return layer_backward_kernel(times, ids, ptr, w, t_end, a, b, theta, out_dv, merged,
+                                 g_spk, nu, min_slope, want_input_grad, work, touched, factors)
 
 
 @pjit
-def layer_backward_kernel(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, merged,
-                          spk_g, nu, min_slope, want_input_grad, grad_w_chunks):
-    """Kernel of ``layer_backward``; grad_w_chunks (>= N_CHUNKS, n_in, n_out) is scratch.
+def gather_spike_grads(spk_g, ids, ptr, src_n):
+    """Inverse of scatter_spike_grads: (B, J, cap) -> (n_spikes,) in merged order."""
+    g = np.empty(ids.shape[0])
+    for s in prange(ptr.shape[0] - 1):
+        for k in range(ptr[s], ptr[s + 1]):
+            g[k] = spk_g[s, ids[k], src_n[k]]
+    return g
+
+
+def layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts,
+                   merged, spk_g, nu, min_slope, want_input_grad):
+    """``layer_backward_merged`` with dL/ds given per (sample, neuron, spike) as spk_g
+    (B, J, cap), the interface the CUDA backend shares."""
+    g = gather_spike_grads(spk_g, merged[1], merged[2], merged[3])
+    return layer_backward_merged(times, ids, ptr, w, t_end, a, b, theta, out_dv, merged, g, nu,
+                                 min_slope, want_input_grad)
+
+
+@pjit
+def layer_backward_kernel(times, ids, ptr, w, t_end, a, b, theta, out_dv, merged,
+                          g_spk, nu, min_slope, want_input_grad, grad_w_chunks, touched,
+                          factors):
+    """Kernel of ``layer_backward_merged``; grad_w_chunks (>= N_CHUNKS, n_in, n_out)
+    and touched (>= N_CHUNKS, n_in) are scratch; g_spk[r] = dL/ds of merged spike r.
 
     Samples are split into N_CHUNKS fixed chunks, each with its own gradient
-    buffer; within a sample the neurons step back together (vectorised), and
-    the few neurons with a spike inside an interval are redone from their saved
-    adjoint state with the shared scalar functions.
+    buffer (a row is zeroed when the chunk first touches it, and only touched
+    rows are summed, in chunk order); within a sample the neurons step back
+    together (vectorised, skipping zero-length intervals, where lambda does not
+    change), and the spikes of an interval are handled in passes: their gaps,
+    all their decay factors (independent, so they overlap), then the adjoint
+    updates in order.
     """
     n_samples = ptr.shape[0] - 1
     n_in, n_out = w.shape
     m_times, m_ids, m_ptr, m_src = merged
-    ea, eb, kap, _ = interval_factors(times, ptr, t_end, a, b)
+    ea, eb, kap, _ = factors
     n_chunks = min(N_CHUNKS, max(n_samples, 1))
+    most = 1
+    for s in range(n_samples):
+        most = max(most, m_ptr[s + 1] - m_ptr[s])
     grad_in = np.zeros(times.shape[0])
     for c in prange(n_chunks):
         gw = grad_w_chunks[c]
-        gw[:] = 0.0
+        mark = touched[c]
+        mark[:] = False
         lv = np.empty(n_out)
         li = np.empty(n_out)
         lv_old = np.empty(n_out)
         li_old = np.empty(n_out)
         t_at = np.empty(n_out)
         seen = np.full(n_out, -1, np.int64)
+        f_a = np.empty(most)
+        f_b = np.empty(most)
+        f_k = np.empty(most)
+        gap = np.empty(most)
+        back_j = np.empty(n_out, np.int64)
         for s in range(c * n_samples // n_chunks, (c + 1) * n_samples // n_chunks):
             start = ptr[s]
             stop = ptr[s + 1]
-            # this sample's spikes in time order (the merged list of the forward)
-            spk_time = m_times[m_ptr[s]:m_ptr[s + 1]]
-            spk_j = m_ids[m_ptr[s]:m_ptr[s + 1]]
-            spk_n = m_src[m_ptr[s]:m_ptr[s + 1]]
+            base = m_ptr[s]
+            spk_time = m_times[base:m_ptr[s + 1]]
+            spk_j = m_ids[base:m_ptr[s + 1]]
+            spk_n = m_src[base:m_ptr[s + 1]]
             q = spk_time.shape[0] - 1
             for j in range(n_out):
                 lv[j] = nu[s, j]
@@ -196,57 +313,140 @@ def layer_backward_kernel(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv,
             for k in range(stop - 1, start - 1, -1):
                 t0 = times[k]
                 t1 = times[k + 1] if k + 1 < stop else t_end
-                e_a = ea[k]
-                e_b = eb[k]
-                kp = kap[k]
-                has_spikes = q >= 0 and spk_time[q] > t0
-                if has_spikes:
-                    lv_old[:] = lv
-                    li_old[:] = li
-                for j in range(n_out):
-                    li[j] = li[j] * e_a + kp * lv[j]
-                    lv[j] = lv[j] * e_b
-                if has_spikes:
+                if t1 != t0:
+                    e_a = ea[k]
+                    e_b = eb[k]
+                    kp = kap[k]
                     first = q
                     while q >= 0 and spk_time[q] > t0:
-                        t_at[spk_j[q]] = t1
-                        seen[spk_j[q]] = -1
+                        j = spk_j[q]
+                        li_old[j] = li[j]
+                        lv_old[j] = lv[j]
+                        t_at[j] = t1
+                        seen[j] = -1
                         q -= 1
-                    for r in range(first, q, -1):
-                        j = spk_j[r]
-                        if seen[j] != k:  # latest spike of j in this interval
-                            seen[j] = k
-                            l_i, l_v = li_old[j], lv_old[j]
-                        else:
-                            l_i, l_v = li[j], lv[j]
-                        l_i, l_v = adjoint_back(l_i, l_v, t_at[j] - spk_time[r], a, b)
-                        n = spk_n[r]
-                        l_v = adjoint_spike(l_v, spk_g[s, j, n], out_dv[s, j, n], min_slope,
-                                            b, theta)
-                        li[j], lv[j] = l_i, l_v
-                        t_at[j] = spk_time[r]
-                    for r in range(first, q, -1):
-                        j = spk_j[r]
-                        if t_at[j] != t0:
-                            li[j], lv[j] = adjoint_back(li[j], lv[j], t_at[j] - t0, a, b)
-                            t_at[j] = t0
-                grow = gw[ids[k]]
-                for j in range(n_out):
-                    grow[j] += li[j]
+                    for j in range(n_out):
+                        li[j] = li[j] * e_a + kp * lv[j]
+                        lv[j] = lv[j] * e_b
+                    if first != q:
+                        m = 0
+                        for r in range(first, q, -1):   # gaps back to each spike
+                            j = spk_j[r]
+                            gap[m] = t_at[j] - spk_time[r]
+                            t_at[j] = spk_time[r]
+                            m += 1
+                        for x in range(m):
+                            f_a[x], f_b[x], f_k[x] = decay(gap[x], a, b)
+                        m = 0
+                        for r in range(first, q, -1):
+                            j = spk_j[r]
+                            if seen[j] != k:  # latest spike of j in this interval
+                                seen[j] = k
+                                l_i, l_v = li_old[j], lv_old[j]
+                            else:
+                                l_i, l_v = li[j], lv[j]
+                            l_i, l_v = l_i * f_a[m] + f_k[m] * l_v, l_v * f_b[m]
+                            l_v = adjoint_spike(l_v, g_spk[base + r], out_dv[s, j, spk_n[r]],
+                                                min_slope, b, theta)
+                            li[j], lv[j] = l_i, l_v
+                            m += 1
+                        m = 0
+                        for r in range(first, q, -1):   # earliest spike back to t0
+                            j = spk_j[r]
+                            if t_at[j] != t0:
+                                gap[m] = t_at[j] - t0
+                                back_j[m] = j
+                                t_at[j] = t0
+                                m += 1
+                        for x in range(m):
+                            f_a[x], f_b[x], f_k[x] = decay(gap[x], a, b)
+                        for x in range(m):
+                            j = back_j[x]
+                            li[j], lv[j] = li[j] * f_a[x] + f_k[x] * lv[j], lv[j] * f_b[x]
+                i = ids[k]
+                grow = gw[i]
+                if mark[i]:
+                    for j in range(n_out):
+                        grow[j] += li[j]
+                else:
+                    mark[i] = True
+                    for j in range(n_out):
+                        grow[j] = 0.0 + li[j]
                 if want_input_grad:
-                    wrow = w[ids[k]]
+                    wrow = w[i]
                     acc = 0.0
                     for j in range(n_out):
                         acc += wrow[j] * (a * li[j] - lv[j])
                     grad_in[k] = acc
     grad_w = np.empty((n_in, n_out))
-    for i in prange(n_in):  # chunk order fixed per entry: deterministic
+    for i in prange(n_in):
+        c0 = 0
+        while c0 < n_chunks and not touched[c0, i]:
+            c0 += 1
+        if c0 == n_chunks:
+            for j in range(n_out):
+                grad_w[i, j] = 0.0
+            continue
         for j in range(n_out):
-            total = grad_w_chunks[0, i, j]
-            for c in range(1, n_chunks):
-                total += grad_w_chunks[c, i, j]
-            grad_w[i, j] = total
+            grad_w[i, j] = grad_w_chunks[c0, i, j]
+        for c in range(c0 + 1, n_chunks):
+            if touched[c, i]:
+                for j in range(n_out):
+                    grad_w[i, j] += grad_w_chunks[c, i, j]
     return grad_w, grad_in
+
+
+@jit
+def stable_argsort(t):
+    """np.argsort(t, kind="mergesort") for finite t >= 0, in O(n) for spread-out times.
+
+    A counting sort on the bucket floor(t n / max t) (monotone in t, so the
+    stable order is kept), then each bucket sorted on its own: by insertion
+    when small, by mergesort when large (clustered times), so the worst case
+    stays O(n log n). Subnormal maxima (n / max t overflows) use one bucket.
+    """
+    n = t.shape[0]
+    order = np.empty(n, np.int64)
+    if n == 0:
+        return order
+    t_max = 0.0
+    for q in range(n):
+        t_max = t[q] if t[q] > t_max else t_max
+    scale = n / t_max if t_max > 0.0 else 0.0
+    if scale > 1e300:
+        scale = 0.0
+    bucket = np.empty(n, np.int64)
+    start = np.zeros(n + 1, np.int64)
+    for q in range(n):
+        x = int(t[q] * scale)
+        x = 0 if x < 0 else (n - 1 if x >= n else x)
+        bucket[q] = x
+        start[x + 1] += 1
+    for x in range(n):
+        start[x + 1] += start[x]
+    for q in range(n):
+        x = bucket[q]
+        order[start[x]] = q
+        start[x] += 1
+    lo = 0
+    for x in range(n):
+        hi = start[x]
+        if hi - lo > 32:
+            part = order[lo:hi].copy()
+            inner = np.argsort(t[part], kind="mergesort")
+            for r in range(hi - lo):
+                order[lo + r] = part[inner[r]]
+        else:
+            for r0 in range(lo + 1, hi):
+                o = order[r0]
+                tv = t[o]
+                r = r0
+                while r > lo and t[order[r - 1]] > tv:
+                    order[r] = order[r - 1]
+                    r -= 1
+                order[r] = o
+        lo = hi
+    return order
 
 
 @jit
@@ -256,7 +456,7 @@ def write_sorted(tmp_t, tmp_ids, start, times, ids):
     Stable, so equal times keep the order of ``tmp_ids`` (ascending ids).
     Returns the sorting permutation.
     """
-    order = np.argsort(tmp_t, kind="mergesort")
+    order = stable_argsort(tmp_t)
     for q in range(tmp_t.shape[0]):
         times[start + q] = tmp_t[order[q]]
         ids[start + q] = tmp_ids[order[q]]

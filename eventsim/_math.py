@@ -47,6 +47,39 @@ def kappa(s, a, b):
 
 
 @jit
+def decay(s, a, b):
+    """(e^{-as}, e^{-bs}, kappa(s)), bit for bit math.exp(-a*s), math.exp(-b*s) and
+    kappa(s, a, b): kappa's e^{-min(a,b) s} is one of the two exponentials and is
+    evaluated once (3 transcendental calls instead of 4)."""
+    d = abs(b - a)
+    if a < b:
+        e_a = math.exp(-a * s)
+        e_b = math.exp(-b * s)
+        e_m = e_a
+    else:
+        e_b = math.exp(-b * s)
+        e_a = e_b if d == 0.0 else math.exp(-a * s)
+        e_m = e_b
+    if d == 0.0:
+        return e_a, e_b, s * e_m
+    return e_a, e_b, e_m * (-math.expm1(-d * s)) / d
+
+
+@jit
+def decay_ak(s, a, b):
+    """(e^{-as}, kappa(s)), bit for bit math.exp(-a*s) and kappa(s, a, b) (no e^{-bs})."""
+    d = abs(b - a)
+    e_a = math.exp(-a * s)
+    if a < b:
+        e_m = e_a
+    elif d == 0.0:
+        return e_a, s * e_a
+    else:
+        e_m = math.exp(-b * s)
+    return e_a, e_m * (-math.expm1(-d * s)) / d
+
+
+@jit
 def readout_slope(s, a, b):
     """d kappa(t_out - t)/dt at s = t_out - t: a kappa(s) - e^{-bs} (eq. 20 differentiated
     in the spike time t; kappa' = e^{-bs} - a kappa). Units: 1 (per unit weight)."""

@@ -14,7 +14,7 @@ Cost per neuron: O(inputs + output spikes) in time, O(output spikes) in memory.
 
 import math
 
-from ._math import crossing_on_rise, first_crossing, jit, kappa
+from ._math import crossing_on_rise, decay, decay_ak, first_crossing, jit
 
 
 @jit
@@ -93,10 +93,10 @@ def exact_interval(v, cur, v1, c1, t0, t1, t_end, ea_k, eb_k, kap_k, kmax_k, a, 
     if tc == t0:
         v = v * eb_k + cur * kap_k
         cur = cur * ea_k
-    else:
-        rest = t1 - tc
-        v = v * math.exp(-b * rest) + cur * kappa(rest, a, b)
-        cur = cur * math.exp(-a * rest)
+    else:  # V = 0 exactly after the spike at tc, and 0.0 * e^{-b rest} == 0.0
+        e_a, kap = decay_ak(t1 - tc, a, b)
+        v = 0.0 + cur * kap
+        cur = cur * e_a
     return v, cur, n, can_fire
 
 
@@ -122,7 +122,8 @@ def spike_slope(cur, a, b, theta):
 @jit
 def adjoint_back(li, lv, gap, a, b):
     """Adjoint state moved back by ``gap`` (transposed state transition)."""
-    return li * math.exp(-a * gap) + kappa(gap, a, b) * lv, lv * math.exp(-b * gap)
+    e_a, e_b, kap = decay(gap, a, b)
+    return li * e_a + kap * lv, lv * e_b
 
 
 @jit

@@ -14,6 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import eventsim as es
+from eventsim import _layer
 import naive
 from strategies import ALL_P, few, layers, lif_of
 from validation.cases import TAUS
@@ -643,3 +644,22 @@ def test_simulate_layer_takes_sparse_weights():
     lif = es.LIF(0.8, 0.4)
     out = es.simulate_layer(times, ids, weights, lif)
     assert len(out) > 0 and out == es.simulate_layer(times, ids, weights.toarray(), lif)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(0, 300), levels=st.sampled_from([0, 2, 7, 256, 10**9]),
+       clustered=st.booleans(), tiny=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_stable_argsort_is_numpys_stable_argsort(n, levels, clustered, tiny, seed):
+    """The bucket sort behind merge_spikes and dense_to_lists orders like a stable
+    mergesort: ties (latency codes have 256 levels), clustered times with one
+    outlier (one big bucket), all-equal and subnormal times."""
+    rng = np.random.default_rng(seed)
+    t = rng.random(n)
+    if levels:
+        t = np.floor(t * levels) / levels
+    if clustered and n:
+        t = 0.5 + t * 1e-9
+        t[rng.integers(n)] = 7.0
+    if tiny:
+        t = t * 5e-324 * 3
+    np.testing.assert_array_equal(_layer.stable_argsort(t), np.argsort(t, kind="mergesort"))
