@@ -52,7 +52,7 @@ def fd_error(f, g, floor, steps):
     for h in steps:
         errs.append(rel_err(fd_derivative(f, h), g, floor))
         errs.append(rel_err((f(h) - f(-h)) / (2 * h), g, floor))
-    return min(errs)
+    return min(errs) if np.all(np.isfinite(errs)) else np.inf  # a NaN gradient fails
 
 
 def check_weight_grads(net, x, y, flags, rng, n_probe=12, steps=STEPS):
@@ -61,6 +61,7 @@ def check_weight_grads(net, x, y, flags, rng, n_probe=12, steps=STEPS):
     largest finite-difference stencil."""
     h = steps[0]
     loss, grads, grad_x = net.loss_and_grad(x, y, dead_flags=flags, wrt_inputs=True)
+    assert all(np.isfinite(g).all() for g in grads) and np.isfinite(grad_x).all()
     base_counts = counts_of(net, x)
     w0 = [w.copy() for w in net.weights]
     worst, checked, skipped = 0.0, 0, 0
