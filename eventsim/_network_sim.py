@@ -184,8 +184,8 @@ def network_kernel(in_t, in_i, win_ptr, win_idx, win_val, wrec_ptr, wrec_idx, wr
 
 
 def _as_csr(matrix, name: str, shape):
-    if sp.issparse(matrix):
-        csr = sp.csr_matrix(matrix, dtype=np.float64)
+    if sp.issparse(matrix):   # a copy: eliminate_zeros and sort_indices work in place
+        csr = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
     else:
         arr = np.asarray(matrix)
         if arr.ndim != 2:

@@ -135,3 +135,23 @@ def test_simultaneous_inputs_are_added_before_any_crossing(gain):
             assert out == es.simulate_layer(times, ids, w, lif, t_end=t2 + 0.01)
     r, _ = mp_reference.neuron([0.1, t2, t2], [20.0, gain, -2 * gain], 0.5, 0.5, t_end=t2 + 0.01)
     assert len(r) == 0
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_sparse_weights_are_not_modified(fmt):
+    """The caller's matrices keep their explicit zeros and their index order."""
+    w_in = sp.csr_matrix((np.array([1.0, 0.0, 6.0]), np.array([2, 1, 0]), np.array([0, 3, 3])),
+                         shape=(2, 3)).asformat(fmt)
+    w_rec = sp.csr_matrix((np.array([0.0, -2.0]), np.array([2, 1]), np.array([0, 2, 2, 2])),
+                          shape=(3, 3)).asformat(fmt)
+    before = [(m.nnz, m.data.copy(), m.toarray()) for m in (w_in, w_rec)]
+    index_before = [(m.indices.copy() if fmt != "coo" else m.col.copy()) for m in (w_in, w_rec)]
+    out = es.simulate_network([0.1], [0], w_in, w_rec, es.LIF(0.8, 0.4), 1.0)
+    assert out == es.simulate_network([0.1], [0], w_in.toarray(), w_rec.toarray(),
+                                      es.LIF(0.8, 0.4), 1.0)
+    assert len(out) > 0
+    for m, (nnz, data, dense), index in zip((w_in, w_rec), before, index_before):
+        assert m.nnz == nnz
+        np.testing.assert_array_equal(m.data, data)
+        np.testing.assert_array_equal(m.indices if fmt != "coo" else m.col, index)
+        np.testing.assert_array_equal(m.toarray(), dense)
