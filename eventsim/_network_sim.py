@@ -21,7 +21,7 @@ from ._math import first_crossing, jit, kappa
 from ._simulate import DEFAULT_MAX_SPIKES, SpikeLimitError, prepare_inputs
 from ._spikes import Spikes
 from ._validate import (check_bool, check_ids, check_lif, check_max_spikes, check_method,
-                        check_spike_times, check_t_end)
+                        check_nonnegative, check_spike_times, check_t_end)
 
 
 @jit
@@ -231,12 +231,7 @@ def simulate_network(times, ids, w_in, w_rec, lif: LIF, t_end, delay=0.0, single
     single_spike = check_bool(single_spike, "single_spike")
     method_code = check_method(method, lif)
     max_spikes = check_max_spikes(max_spikes_per_neuron)
-    try:
-        delay = float(delay)
-    except (TypeError, ValueError):
-        raise ValueError(f"delay must be a finite number >= 0, got {delay!r}") from None
-    if not math.isfinite(delay) or delay < 0.0:
-        raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
+    delay = check_nonnegative(delay, "delay")
     win_ptr, win_idx, win_val, (n_in, n_neurons) = _as_csr(w_in, "w_in", None)
     wrec_ptr, wrec_idx, wrec_val, _ = _as_csr(w_rec, "w_rec", (n_neurons, n_neurons))
     times = check_spike_times(times)
