@@ -16,8 +16,8 @@ from ._lif import LIF
 from ._malloc import retain_freed_memory
 from ._network import Network
 from ._optim import Adam
-from ._validate import (check_int, check_labels, check_layer_sizes, check_nonnegative,
-                        check_positive, check_seed, check_time_constant)
+from ._validate import (check_bool, check_finite, check_int, check_labels, check_layer_sizes,
+                        check_nonnegative, check_positive, check_seed, check_time_constant)
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss", "val_acc",
                  "val_loss", "spikes_per_hidden_neuron", "dead_fraction", "samples_per_s",
@@ -58,21 +58,24 @@ class TrainConfig:
     eval_batch_size: int = 1000
 
     def __post_init__(self):
+        """Every field checked and stored as the type it names (float, int, bool),
+        so that a bad value fails here, naming the field, not in the first step."""
         self.hidden = tuple(check_layer_sizes(self.hidden, "hidden", min_layers=1))
-        if self.tau_v is None:
-            self.tau_v = self.tau_i / 2.0
         for name in ("epochs", "batch_size", "eval_batch_size"):
             setattr(self, name, check_int(getattr(self, name), name, 1))
         if self.train_subset is not None:
             self.train_subset = check_int(self.train_subset, "train_subset", 1)
         self.val_size = check_int(self.val_size, "val_size", 0)
-        for name in ("tau_i", "tau_v"):
-            check_time_constant(getattr(self, name), name)
+        self.seed = check_seed(self.seed)
+        self.single_spike = check_bool(self.single_spike, "single_spike")
+        self.tau_i = check_time_constant(self.tau_i, "tau_i")
+        self.tau_v = check_time_constant(self.tau_i / 2.0 if self.tau_v is None else self.tau_v,
+                                         "tau_v")
         for name in ("lr", "t_out"):
-            check_positive(getattr(self, name), name)
+            setattr(self, name, check_positive(getattr(self, name), name))
         for name in ("dead_penalty", "output_l2", "min_slope", "weight_decay", "init_std"):
-            check_nonnegative(getattr(self, name), name)
-        check_seed(self.seed)
+            setattr(self, name, check_nonnegative(getattr(self, name), name))
+        self.init_mean = check_finite(self.init_mean, "init_mean")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, "

@@ -132,6 +132,10 @@ def test_cosine_learning_rate():
     ("t_out", 0.0), ("init_std", -0.1), ("hidden", (400, 0)), ("hidden", ()),
     ("hidden", (5.9,)), ("hidden", "400"), ("epochs", 1.5), ("batch_size", 2.5),
     ("train_subset", 10.0), ("device", "gpu"), ("penalty_reduction", "max"),
+    ("lr", "1e-3"), ("tau_i", "0.8"), ("tau_v", "0.4"), ("t_out", "1"), ("init_std", "0.5"),
+    ("dead_penalty", b"0.01"), ("weight_decay", 1j), ("single_spike", "yes"),
+    ("single_spike", 1), ("init_mean", np.inf), ("init_mean", np.nan), ("init_mean", "0.03"),
+    ("lr", True),
 ])
 def test_config_refuses_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
@@ -373,6 +377,22 @@ def test_config_validation():
         TrainConfig(penalty_reduction="max")
     with pytest.raises(ValueError, match="val_size must be an integer >= 0"):
         TrainConfig(val_size=-1)
+
+
+def test_config_stores_the_checked_values():
+    """Numbers are stored as Python floats, ints and bools (numpy scalars and ints
+    for float fields converted), so what the trainer and the checkpoints use is
+    what was checked."""
+    cfg = TrainConfig(hidden=[np.int64(5)], tau_i=np.float32(0.5), lr=1, t_out=np.int64(2),
+                      epochs=np.int64(3), seed=np.uint8(4), single_spike=np.bool_(True),
+                      init_mean=0, init_std=np.float64(0.25), min_slope=0)
+    assert cfg.hidden == (5,) and cfg.tau_v == 0.25
+    for name, kind in (("tau_i", float), ("tau_v", float), ("lr", float), ("t_out", float),
+                       ("init_mean", float), ("init_std", float), ("min_slope", float),
+                       ("epochs", int), ("seed", int), ("single_spike", bool)):
+        assert type(getattr(cfg, name)) is kind, name
+    assert cfg == TrainConfig(hidden=(5,), tau_i=0.5, tau_v=0.25, lr=1.0, t_out=2.0, epochs=3,
+                              seed=4, single_spike=True, init_mean=0.0, init_std=0.25)
 
 
 def test_summed_penalties_equal_batch_scaled_means(small_data, tmp_path):
