@@ -16,8 +16,9 @@ from ._lif import LIF
 from ._malloc import retain_freed_memory
 from ._network import Network
 from ._optim import Adam
-from ._validate import (check_bool, check_finite, check_int, check_labels, check_layer_sizes,
-                        check_nonnegative, check_positive, check_seed, check_time_constant)
+from ._validate import (check_bool, check_finite, check_input_times, check_int, check_labels,
+                        check_layer_sizes, check_nonnegative, check_positive, check_seed,
+                        check_time_constant)
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss", "val_acc",
                  "val_loss", "spikes_per_hidden_neuron", "dead_fraction", "samples_per_s",
@@ -121,15 +122,17 @@ class Dataset:
     n_classes: int = 10
 
     def __post_init__(self):
-        """Shapes and labels checked once here, not deep inside the first epoch."""
+        """Shapes, spike times and labels checked once here, not deep inside the
+        first epoch; x is stored as float64 (not copied if it already is)."""
+        self.n_classes = check_int(self.n_classes, "n_classes", 1)
         for part in ("train", "test"):
             x, y = np.asarray(getattr(self, f"x_{part}")), np.asarray(getattr(self, f"y_{part}"))
-            setattr(self, f"x_{part}", x)
-            setattr(self, f"y_{part}", y)
             if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != np.shape(self.x_train)[1]:
                 raise ValueError(f"x_{part} must be a non-empty 2-D array (samples, inputs) "
                                  f"with as many inputs as x_train, got shape {x.shape}")
+            setattr(self, f"x_{part}", check_input_times(x, f"x_{part}"))
             check_labels(y, x.shape[0], self.n_classes, f"y_{part}")
+            setattr(self, f"y_{part}", y)
 
     def split_validation(self, val_size: int):
         """(training part, validation part) of the training set: the last

@@ -136,6 +136,22 @@ def check_spike_times(times, name: str = "times", allow_inf: bool = True) -> np.
     return arr
 
 
+def check_input_times(x, name: str = "x") -> np.ndarray:
+    """A 2-D array (samples, inputs) of latency input spike times as float64 (no
+    copy if it already is): real numbers, no NaN, >= 0; +inf means 'no spike'."""
+    x = np.asarray(x)
+    if x.size and not is_real(x.dtype):
+        raise ValueError(f"{name} must be real numbers (spike times), got dtype {x.dtype}")
+    x = np.asarray(x, dtype=np.float64)
+    if np.isnan(x).any():
+        sample, neuron = np.argwhere(np.isnan(x))[0]
+        raise ValueError(f"{name} contains NaN (sample {sample}, input {neuron}); "
+                         "use np.inf for 'no spike'")
+    if (x < 0).any():
+        raise ValueError(f"{name} must be >= 0 (spike times), got min {float(x.min())}")
+    return x
+
+
 def check_ids(ids, n: int, size: int, name: str = "ids",
               n_is: str = "the number of presynaptic neurons, weights.shape[0]") -> np.ndarray:
     """Integer ids as int64 after checking: shape (size,), integer dtype, in [0, n);

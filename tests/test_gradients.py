@@ -305,6 +305,21 @@ def test_grazing_spike_gives_finite_gradients():
     (lambda net, x, y: setattr(net, "weights", [np.zeros((5, 7)), np.zeros((3, 7))]),
      r"weights\[1\]"),
     (lambda net, x, y: setattr(net, "weights", [np.zeros((5, 7))]), "expected 2"),
+    (lambda net, x, y: setattr(net, "weights", [np.full((5, 7), "1.5"), np.zeros((7, 3))]),
+     r"weights\[0\] must be real numbers, got dtype <U3"),
+    (lambda net, x, y: setattr(net, "weights", [np.zeros((5, 7)), np.ones((7, 3)) + 1j]),
+     r"weights\[1\] must be real numbers, got dtype complex128"),
+    (lambda net, x, y: setattr(net, "weights", [np.zeros((5, 7), bool), np.zeros((7, 3))]),
+     r"weights\[0\] must be real numbers, got dtype bool"),
+    (lambda net, x, y: setattr(net, "weights", [np.zeros((5, 7)), np.full((7, 3), np.inf)]),
+     r"weights\[1\] must be finite"),
+    (lambda net, x, y: net.forward(x.astype(str)), "x must be real numbers .* dtype <U"),
+    (lambda net, x, y: net.forward(x + 1j), "x must be real numbers .* dtype complex128"),
+    (lambda net, x, y: net.forward(x > 0.5), "x must be real numbers .* dtype bool"),
+    (lambda net, x, y: net.predict(x.astype(object)), "x must be real numbers .* dtype object"),
+    (lambda net, x, y: net.loss_and_grad(x, y, wrt_inputs="no"), "wrt_inputs must be True or"),
+    (lambda net, x, y: net.backward(net.forward(x), np.zeros((4, 3)), wrt_inputs=1),
+     "wrt_inputs must be True or"),
     (lambda net, x, y: net.backward(net.forward(x), np.zeros((4, 2))), "grad_v_out"),
     (lambda net, x, y: net.backward(net.forward(x), np.zeros((4, 3)), [np.zeros((4, 6))]),
      r"grad_v_hidden\[0\]"),
@@ -314,6 +329,19 @@ def test_bad_input(bad, match):
     x, y = make_batch(5, 3, 4, seed=0)
     with pytest.raises(ValueError, match=match):
         bad(net, x, y)
+
+
+def test_weights_and_inputs_are_not_aliased():
+    """The setter stores float64 copies (integer arrays are converted); forward
+    accepts integer spike times and leaves x as it was."""
+    net = es.Network([5, 7, 3], es.LIF(0.8, 0.4))
+    mine = [np.ones((5, 7), np.int32), np.zeros((7, 3))]
+    net.weights = mine
+    mine[1][0, 0] = 9.0
+    assert net.weights[0].dtype == np.float64 and net.weights[1][0, 0] == 0.0
+    x = np.array([[0, 1, 2, 0, 3]])
+    np.testing.assert_array_equal(net.forward(x).v_out, net.forward(x.astype(float)).v_out)
+    np.testing.assert_array_equal(x, [[0, 1, 2, 0, 3]])
 
 
 def test_initial_weights_follow_init_mean_and_std():

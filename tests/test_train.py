@@ -359,12 +359,31 @@ def test_files_that_are_not_checkpoints_are_refused(small_data, tmp_path):
     (dict(x_test=np.zeros((3, 4))), "x_test must be a non-empty 2-D array"),
     (dict(x_train=np.zeros((0, 5)), y_train=np.zeros(0, np.int64)), "x_train must be a non-"),
     (dict(y_train=np.full(5, 10)), r"y_train must lie in \[0, 10\)"),
+    (dict(x_train=np.full((5, 5), np.nan)), r"x_train contains NaN \(sample 0, input 0\)"),
+    (dict(x_test=-np.ones((3, 5))), r"x_test must be >= 0 \(spike times\)"),
+    (dict(x_train=np.full((5, 5), "0.5")), "x_train must be real numbers .* dtype <U3"),
+    (dict(x_test=np.zeros((3, 5)) + 1j), "x_test must be real numbers .* dtype complex128"),
+    (dict(x_train=np.zeros((5, 5), bool)), "x_train must be real numbers .* dtype bool"),
+    (dict(n_classes=2.0), "n_classes must be an integer >= 1, got 2.0"),
+    (dict(n_classes="10"), "n_classes must be an integer"),
 ])
 def test_dataset_refuses_mismatched_arrays(change, message):
     arrays = dict(x_train=np.zeros((5, 5)), y_train=np.zeros(5, np.int64),
                   x_test=np.zeros((3, 5)), y_test=np.zeros(3, np.int64))
     with pytest.raises(ValueError, match=message):
         Dataset(**{**arrays, **change})
+
+
+def test_dataset_stores_checked_spike_times():
+    """Integer times become float64, +inf ('no spike') is allowed, float64 input is
+    not copied (MNIST-sized sets stay single) and the labels are kept."""
+    x_train = np.array([[0, 1], [2, 0]])
+    x_test = np.array([[0.5, np.inf]])
+    data = Dataset(x_train, [0, 1], x_test, np.array([1]), n_classes=np.int64(2))
+    assert data.x_train.dtype == np.float64 and data.x_test is x_test
+    np.testing.assert_array_equal(data.x_train, x_train)
+    np.testing.assert_array_equal(data.y_train, [0, 1])
+    assert type(data.n_classes) is int
 
 
 def test_config_validation():
