@@ -55,10 +55,10 @@ class ForwardResult:
 
     def spikes(self, layer: int, sample: int) -> Spikes:
         """Spikes of hidden layer ``layer`` (0-based) for batch element ``sample``."""
-        if not 0 <= layer < len(self._layers):
+        if check_int(layer, "layer", 0) >= len(self._layers):
             raise ValueError(f"layer must be in [0, {len(self._layers)}), got {layer}")
         hidden = self._layers[layer]
-        if not 0 <= sample < hidden.counts.shape[0]:
+        if check_int(sample, "sample", 0) >= hidden.counts.shape[0]:
             raise ValueError(f"sample must be in [0, {hidden.counts.shape[0]}), got {sample}")
         times, ids, ptr, _ = hidden.merged
         lo, hi = ptr[sample], ptr[sample + 1]

@@ -182,6 +182,10 @@ class Trainer:
     (``out_dir/checkpoint.h5``) and a row of ``out_dir/metrics.csv``."""
 
     def __init__(self, config: TrainConfig, data: Dataset, out_dir, progress=True):
+        for name, value, kind in (("config", config, TrainConfig), ("data", data, Dataset)):
+            if not isinstance(value, kind):
+                raise ValueError(f"{name} must be an eventsim.{kind.__name__}, got "
+                                 f"{type(value).__name__}")
         self.config = config
         self.data = data
         self.out_dir = Path(out_dir)

@@ -165,15 +165,15 @@ def check_ids(ids, n: int, size: int, name: str = "ids",
             raise ValueError(f"{name} must have an integer dtype, got {arr.dtype}; "
                              "cast with .astype(int) if the values are whole numbers")
         raise ValueError(f"{name} must have an integer dtype, got {arr.dtype}")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() >= n):
+    if arr.size and (arr.min() < 0 or arr.max() >= n):   # before int64 wraps large uint64
         bad = arr[(arr < 0) | (arr >= n)][0]
         raise ValueError(f"{name} must lie in [0, {n}) ({n_is}), found {int(bad)}")
-    return arr
+    return arr.astype(np.int64)
 
 
 def check_labels(labels, n: int, n_classes: int, name: str = "labels") -> np.ndarray:
     """Class labels as int64 after checking: shape (n,), integer dtype, in [0, n_classes)."""
+    n = check_int(n, "n (the number of samples)", 0)
     labels = np.asarray(labels)
     if labels.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},), got {labels.shape}")

@@ -374,6 +374,15 @@ def test_dataset_refuses_mismatched_arrays(change, message):
         Dataset(**{**arrays, **change})
 
 
+def test_trainer_needs_a_config_and_a_dataset(tmp_path):
+    x, y = np.zeros((4, 3)), np.array([0, 1, 0, 1])
+    data = Dataset(x, y, x, y, n_classes=2)
+    with pytest.raises(ValueError, match="data must be an eventsim.Dataset, got tuple"):
+        Trainer(TrainConfig(hidden=(4,)), (x, y), tmp_path)
+    with pytest.raises(ValueError, match="config must be an eventsim.TrainConfig, got dict"):
+        Trainer({"hidden": (4,)}, data, tmp_path)
+
+
 def test_dataset_stores_checked_spike_times():
     """Integer times become float64, +inf ('no spike') is allowed, float64 input is
     not copied (MNIST-sized sets stay single) and the labels are kept."""
