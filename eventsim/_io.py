@@ -23,13 +23,24 @@ def network_config(net) -> dict:
             "max_spikes_per_neuron": net.max_spikes, "min_slope": net.min_slope}
 
 
+def check_out_dir(path) -> Path:
+    """``path`` as a Path if it can name an output directory: not an empty name
+    (which would mean the current directory) and not an existing file. Creates
+    nothing; raises ValueError naming the problem."""
+    if not str(path).strip():
+        raise ValueError("the output directory is an empty name; give one, e.g. --out runs/x")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"cannot write to the output directory {path}: it is a file, "
+                         "not a directory; choose another directory")
+    return path
+
+
 def writable_dir(path) -> Path:
     """Create ``path`` (and its parents) if needed and check that files can be
     written in it, so that a run fails at its start, not after its first epoch.
     Raises ValueError naming the directory and the reason."""
-    if not str(path).strip():
-        raise ValueError("the output directory is an empty name; give one, e.g. --out runs/x")
-    path = Path(path)
+    path = check_out_dir(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write-test.{os.getpid()}"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ._evaluate import Tally, evaluate
-from ._io import load_checkpoint, replacing, save_checkpoint, write_json
+from ._io import check_out_dir, load_checkpoint, replacing, save_checkpoint, write_json
 from ._lif import LIF
 from ._malloc import retain_freed_memory
 from ._network import Network
@@ -188,7 +188,7 @@ class Trainer:
                                  f"{type(value).__name__}")
         self.config = config
         self.data = data
-        self.out_dir = Path(out_dir)
+        self.out_dir = check_out_dir(out_dir)   # created by the first write
         self.progress = progress
         (self.x_train, self.y_train), (self.x_val, self.y_val) = \
             data.split_validation(int(config.val_size))

@@ -383,6 +383,24 @@ def test_trainer_needs_a_config_and_a_dataset(tmp_path):
         Trainer({"hidden": (4,)}, data, tmp_path)
 
 
+def test_trainer_refuses_an_empty_or_file_out_dir(tmp_path, monkeypatch):
+    """An empty out_dir would train into the current directory and a file cannot
+    hold checkpoints: both are refused by the constructor, not at the first save."""
+    monkeypatch.chdir(tmp_path)
+    x, y = np.zeros((4, 3)), np.array([0, 1, 0, 1])
+    data = Dataset(x, y, x, y, n_classes=2)
+    (tmp_path / "afile").write_text("")
+    for out, message in (("", "empty name"), (" ", "empty name"),
+                         ("afile", "afile: it is a file, not a directory"),
+                         (tmp_path / "afile", "it is a file")):
+        with pytest.raises(ValueError, match=message):
+            Trainer(TrainConfig(hidden=(2,), epochs=1), data, out, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]
+    trainer = Trainer(TrainConfig(hidden=(2,), epochs=1), data, tmp_path / "new" / "run",
+                      progress=False)
+    assert trainer.out_dir == tmp_path / "new" / "run" and not (tmp_path / "new").exists()
+
+
 def test_dataset_stores_checked_spike_times():
     """Integer times become float64, +inf ('no spike') is allowed, float64 input is
     not copied (MNIST-sized sets stay single) and the labels are kept."""
