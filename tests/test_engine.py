@@ -601,7 +601,6 @@ def test_spike_limit():
 
 # ----------------------------------------------------------------------------- network
 
-@pytest.mark.skipif(not hasattr(es, "simulate_network"), reason="simulate_network not written yet")
 @settings(max_examples=few(20))
 @given(layers(), st.booleans(), st.sampled_from(["dense", "sparse"]),
        st.sampled_from([0.0, 0.05]))

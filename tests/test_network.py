@@ -13,9 +13,6 @@ from strategies import few, layers, lif_of
 from validation import mp_reference
 from validation.ode import ode_simulate_network
 
-if not hasattr(es, "simulate_network"):
-    pytest.skip("es.simulate_network not available", allow_module_level=True)
-
 
 def _recurrent(seed, n, tau_i, gain):
     rng = np.random.default_rng(seed)
