@@ -60,6 +60,8 @@ def replacing(path):
     write never leaves a partial file at ``path``, and the name is per process, so
     writers sharing a directory side by side cannot clash."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give the name of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
@@ -162,7 +164,7 @@ def load_checkpoint(path) -> dict:
                          "or not an eventsim checkpoint") from err
     with f:
         try:
-            if "network" not in f.attrs or "weights" not in f:
+            if "network" not in f.attrs or not isinstance(f.get("weights"), h5py.Group):
                 raise ValueError(f"{path} is not an eventsim checkpoint (no network/weights)")
             if DIGEST not in f.attrs or f.attrs[DIGEST] == _content_digest(f):
                 return _read_checkpoint(f)

@@ -295,8 +295,8 @@ class Network:
         from ._io import load_checkpoint
         _select_backend(device)   # a bad device or no GPU: its own error, before any I/O
         data = load_checkpoint(path)
-        cfg = dict(data["network"])
         try:
+            cfg = dict(data["network"])
             lif = LIF(cfg.pop("tau_i"), cfg.pop("tau_v"), cfg.pop("threshold"))
             net = cls(cfg.pop("sizes"), lif, device=device, **cfg)
             net.weights = data["weights"]

@@ -401,6 +401,27 @@ def test_trainer_refuses_an_empty_or_file_out_dir(tmp_path, monkeypatch):
     assert trainer.out_dir == tmp_path / "new" / "run" and not (tmp_path / "new").exists()
 
 
+def test_odd_files_and_paths_are_refused(tmp_path):
+    """Saving onto a directory, and loading HDF5 files whose settings are not a
+    mapping or whose weights are not a group, give ValueErrors naming the path."""
+    net = es.Network([3, 2], es.LIF(0.8, 0.4))
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(ValueError, match="adir is a directory; give the name of a file"):
+        net.save(tmp_path / "adir")
+    assert list((tmp_path / "adir").iterdir()) == []
+    for name, fill, message in (
+            ("list.h5", lambda f: (f.attrs.update(network=json.dumps([1, 2])),
+                                   f.create_group("weights")),
+             r"list.h5 holds network settings \[1, 2\] that do not make a Network"),
+            ("flat.h5", lambda f: (f.attrs.update(network=json.dumps({"sizes": [3, 2]})),
+                                   f.create_dataset("weights", data=np.zeros(3))),
+             r"flat.h5 is not an eventsim checkpoint \(no network/weights\)")):
+        with h5py.File(tmp_path / name, "w") as f:
+            fill(f)
+        with pytest.raises(ValueError, match=message):
+            es.Network.load(tmp_path / name)
+
+
 def test_dataset_stores_checked_spike_times():
     """Integer times become float64, +inf ('no spike') is allowed, float64 input is
     not copied (MNIST-sized sets stay single) and the labels are kept."""
