@@ -1,4 +1,4 @@
-"""Command-line flags shared by the training scripts in ``examples/``.
+"""Command-line flags shared by the scripts in ``examples/``.
 
 ``examples/train_mnist.py`` and ``examples/tau_sweep.py`` train with the same
 ``TrainConfig`` fields; both declare them here so the two cannot drift apart.
@@ -79,6 +79,11 @@ def add_device_and_data_flags(p: argparse.ArgumentParser):
     """--device and --data-dir, shared by the training and evaluation scripts."""
     p.add_argument("--device", choices=CHOICES["device"], default=_DEFAULTS.device,
                    help="cpu: parallel numba kernels; cuda: numba.cuda kernels on an NVIDIA GPU")
+    add_data_dir_flag(p)
+
+
+def add_data_dir_flag(p: argparse.ArgumentParser):
+    """--data-dir, shared by every script that reads MNIST."""
     p.add_argument("--data-dir", default=None, help="MNIST directory (default: $EVENTSIM_DATA, "
                    "then the repository's data/mnist)")
 

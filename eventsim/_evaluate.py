@@ -80,10 +80,13 @@ def evaluate(net: Network, x, y, batch_size=1000, forward=None) -> Evaluation:
 
     ``forward(start, stop)`` gives the ForwardResult of x[start:stop] (default
     ``net.forward``; the CUDA trainer passes its device-resident forward)."""
+    if not isinstance(net, Network):
+        raise ValueError(f"net must be an eventsim.Network, got {type(net).__name__}")
     batch_size = check_int(batch_size, "batch_size", 1)
+    x = net.check_inputs(x)
     if np.shape(y)[:1] == (0,):
         raise ValueError("need at least one sample to evaluate, got 0")
-    y = net.check_labels(y, np.shape(x)[0])
+    y = net.check_labels(y, x.shape[0])
     if forward is None:
         def forward(start, stop):
             return net.forward(x[start:stop])

@@ -23,13 +23,24 @@ def network_config(net) -> dict:
             "max_spikes_per_neuron": net.max_spikes, "min_slope": net.min_slope}
 
 
+def check_out_dir(path) -> Path:
+    """``path`` as a Path if it can name an output directory: not an empty name
+    (which would mean the current directory) and not an existing file. Creates
+    nothing; raises ValueError naming the problem."""
+    if not str(path).strip():
+        raise ValueError("the output directory is an empty name; give one, e.g. --out runs/x")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"cannot write to the output directory {path}: it is a file, "
+                         "not a directory; choose another directory")
+    return path
+
+
 def writable_dir(path) -> Path:
     """Create ``path`` (and its parents) if needed and check that files can be
     written in it, so that a run fails at its start, not after its first epoch.
     Raises ValueError naming the directory and the reason."""
-    if not str(path).strip():
-        raise ValueError("the output directory is an empty name; give one, e.g. --out runs/x")
-    path = Path(path)
+    path = check_out_dir(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write-test.{os.getpid()}"
@@ -49,6 +60,8 @@ def replacing(path):
     write never leaves a partial file at ``path``, and the name is per process, so
     writers sharing a directory side by side cannot clash."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give the name of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
@@ -151,7 +164,7 @@ def load_checkpoint(path) -> dict:
                          "or not an eventsim checkpoint") from err
     with f:
         try:
-            if "network" not in f.attrs or "weights" not in f:
+            if "network" not in f.attrs or not isinstance(f.get("weights"), h5py.Group):
                 raise ValueError(f"{path} is not an eventsim checkpoint (no network/weights)")
             if DIGEST not in f.attrs or f.attrs[DIGEST] == _content_digest(f):
                 return _read_checkpoint(f)

@@ -19,9 +19,9 @@ from ._lif import LIF
 from ._losses import dead_neuron_flags, dead_neuron_penalty, output_l2, softmax_cross_entropy
 from ._simulate import DEFAULT_MAX_SPIKES, run_layer
 from ._spikes import Spikes
-from ._validate import (check_bool, check_finite, check_int, check_labels, check_layer_sizes,
-                        check_lif, check_max_spikes, check_method, check_nonnegative,
-                        check_seed, check_t_end)
+from ._validate import (check_bool, check_finite, check_input_times, check_int, check_labels,
+                        check_layer_sizes, check_lif, check_max_spikes, check_method,
+                        check_nonnegative, check_seed, check_t_end, check_weights)
 
 INIT_MEAN = 0.03
 INIT_STD = math.sqrt(0.3)
@@ -55,10 +55,10 @@ class ForwardResult:
 
     def spikes(self, layer: int, sample: int) -> Spikes:
         """Spikes of hidden layer ``layer`` (0-based) for batch element ``sample``."""
-        if not 0 <= layer < len(self._layers):
+        if check_int(layer, "layer", 0) >= len(self._layers):
             raise ValueError(f"layer must be in [0, {len(self._layers)}), got {layer}")
         hidden = self._layers[layer]
-        if not 0 <= sample < hidden.counts.shape[0]:
+        if check_int(sample, "sample", 0) >= hidden.counts.shape[0]:
             raise ValueError(f"sample must be in [0, {hidden.counts.shape[0]}), got {sample}")
         times, ids, ptr, _ = hidden.merged
         lo, hi = ptr[sample], ptr[sample + 1]
@@ -138,16 +138,8 @@ class Network:
         new = list(new)
         if len(new) != len(self.sizes) - 1:
             raise ValueError(f"expected {len(self.sizes) - 1} weight arrays, got {len(new)}")
-        checked = []
-        for l, w in enumerate(new):
-            w = np.asarray(w, dtype=np.float64)
-            want = (self.sizes[l], self.sizes[l + 1])
-            if w.shape != want:
-                raise ValueError(f"weights[{l}] must have shape {want}, got {w.shape}")
-            if not np.isfinite(w).all():
-                raise ValueError(f"weights[{l}] contains NaN or inf")
-            checked.append(w.copy())
-        self._weights = checked
+        self._weights = [check_weights(w, f"weights[{l}]", (self.sizes[l], self.sizes[l + 1]))
+                         for l, w in enumerate(new)]   # float64 copies
 
     @property
     def n_hidden_layers(self) -> int:
@@ -161,14 +153,7 @@ class Network:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.sizes[0]:
             raise ValueError(f"x must have shape (batch, {self.sizes[0]}), got {np.shape(x)}")
-        x = x.astype(np.float64)
-        if np.isnan(x).any():
-            sample, neuron = np.argwhere(np.isnan(x))[0]
-            raise ValueError(f"x contains NaN (sample {sample}, input {neuron}); "
-                             "use np.inf for 'no spike'")
-        if (x < 0).any():
-            raise ValueError(f"x must be >= 0 (spike times), got min {float(x.min())}")
-        return x
+        return check_input_times(x, "x")
 
     def forward(self, x) -> ForwardResult:
         """Exact forward pass on a batch of latency-coded inputs x (B, n_in).
@@ -208,6 +193,7 @@ class Network:
         the loss). The gradients are those of the network's current weights,
         which must be the weights ``res`` was computed with.
         """
+        wrt_inputs = check_bool(wrt_inputs, "wrt_inputs")
         be = self._backend
         lif, t_out = self.lif, self.t_out
         a, b, theta = lif.rate_i, lif.rate_v, lif.threshold
@@ -295,6 +281,7 @@ class Network:
         + output_l2 * mean(v_out**2).
         Returns (loss, grads), or (loss, grads, dL/dx) when wrt_inputs=True.
         """
+        wrt_inputs = check_bool(wrt_inputs, "wrt_inputs")
         x = self.check_inputs(x)
         labels = self.check_labels(labels, x.shape[0])
         res = self.forward(x)
@@ -315,8 +302,8 @@ class Network:
         from ._io import load_checkpoint
         _select_backend(device)   # a bad device or no GPU: its own error, before any I/O
         data = load_checkpoint(path)
-        cfg = dict(data["network"])
         try:
+            cfg = dict(data["network"])
             lif = LIF(cfg.pop("tau_i"), cfg.pop("tau_v"), cfg.pop("threshold"))
             net = cls(cfg.pop("sizes"), lif, device=device, **cfg)
             net.weights = data["weights"]

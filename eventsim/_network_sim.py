@@ -21,7 +21,8 @@ from ._math import first_crossing, jit, kappa
 from ._simulate import DEFAULT_MAX_SPIKES, SpikeLimitError, prepare_inputs
 from ._spikes import Spikes
 from ._validate import (check_bool, check_ids, check_lif, check_max_spikes, check_method,
-                        check_spike_times, check_t_end)
+                        check_nonnegative, check_spike_times, check_t_end, check_weights,
+                        is_real)
 
 
 @jit
@@ -184,20 +185,21 @@ def network_kernel(in_t, in_i, win_ptr, win_idx, win_val, wrec_ptr, wrec_idx, wr
 
 
 def _as_csr(matrix, name: str, shape):
+    """(indptr, indices, data, shape) of a CSR float64 copy of a dense or
+    scipy.sparse weight matrix, explicit zeros dropped and indices sorted."""
     if sp.issparse(matrix):
-        csr = sp.csr_matrix(matrix, dtype=np.float64)
+        if not is_real(matrix.dtype):
+            raise ValueError(f"{name} must be real numbers, got dtype {matrix.dtype}")
+        # a copy: eliminate_zeros and sort_indices work in place
+        csr = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+        if shape is not None and csr.shape != tuple(shape):
+            raise ValueError(f"{name} must have shape {tuple(shape)}, got {csr.shape}")
+        if not np.isfinite(csr.data).all():
+            raise ValueError(f"{name} must be finite (found NaN or inf)")
     else:
-        arr = np.asarray(matrix)
-        if arr.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D array or scipy.sparse matrix, "
-                             f"got shape {arr.shape}")
-        csr = sp.csr_matrix(arr.astype(np.float64))
-    if shape is not None and csr.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {csr.shape}")
+        csr = sp.csr_matrix(check_weights(matrix, name, shape))
     csr.eliminate_zeros()
     csr.sort_indices()
-    if not np.isfinite(csr.data).all():
-        raise ValueError(f"{name} must be finite (found NaN or inf)")
     return csr.indptr.astype(np.int64), csr.indices.astype(np.int64), csr.data, csr.shape
 
 
@@ -231,12 +233,7 @@ def simulate_network(times, ids, w_in, w_rec, lif: LIF, t_end, delay=0.0, single
     single_spike = check_bool(single_spike, "single_spike")
     method_code = check_method(method, lif)
     max_spikes = check_max_spikes(max_spikes_per_neuron)
-    try:
-        delay = float(delay)
-    except (TypeError, ValueError):
-        raise ValueError(f"delay must be a finite number >= 0, got {delay!r}") from None
-    if not math.isfinite(delay) or delay < 0.0:
-        raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
+    delay = check_nonnegative(delay, "delay")
     win_ptr, win_idx, win_val, (n_in, n_neurons) = _as_csr(w_in, "w_in", None)
     wrec_ptr, wrec_idx, wrec_val, _ = _as_csr(w_rec, "w_rec", (n_neurons, n_neurons))
     times = check_spike_times(times)

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from ._evaluate import Tally, evaluate
-from ._io import load_checkpoint, replacing, save_checkpoint, write_json
+from ._io import check_out_dir, load_checkpoint, replacing, save_checkpoint, write_json
 from ._lif import LIF
 from ._malloc import retain_freed_memory
 from ._network import Network
 from ._optim import Adam
-from ._validate import (check_int, check_labels, check_layer_sizes, check_nonnegative,
-                        check_positive, check_seed, check_time_constant)
+from ._validate import (check_bool, check_finite, check_input_times, check_int, check_labels,
+                        check_layer_sizes, check_nonnegative, check_positive, check_seed,
+                        check_time_constant)
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_acc", "test_acc", "test_loss", "val_acc",
                  "val_loss", "spikes_per_hidden_neuron", "dead_fraction", "samples_per_s",
@@ -58,21 +59,24 @@ class TrainConfig:
     eval_batch_size: int = 1000
 
     def __post_init__(self):
+        """Every field checked and stored as the type it names (float, int, bool),
+        so that a bad value fails here, naming the field, not in the first step."""
         self.hidden = tuple(check_layer_sizes(self.hidden, "hidden", min_layers=1))
-        if self.tau_v is None:
-            self.tau_v = self.tau_i / 2.0
         for name in ("epochs", "batch_size", "eval_batch_size"):
             setattr(self, name, check_int(getattr(self, name), name, 1))
         if self.train_subset is not None:
             self.train_subset = check_int(self.train_subset, "train_subset", 1)
         self.val_size = check_int(self.val_size, "val_size", 0)
-        for name in ("tau_i", "tau_v"):
-            check_time_constant(getattr(self, name), name)
+        self.seed = check_seed(self.seed)
+        self.single_spike = check_bool(self.single_spike, "single_spike")
+        self.tau_i = check_time_constant(self.tau_i, "tau_i")
+        self.tau_v = check_time_constant(self.tau_i / 2.0 if self.tau_v is None else self.tau_v,
+                                         "tau_v")
         for name in ("lr", "t_out"):
-            check_positive(getattr(self, name), name)
+            setattr(self, name, check_positive(getattr(self, name), name))
         for name in ("dead_penalty", "output_l2", "min_slope", "weight_decay", "init_std"):
-            check_nonnegative(getattr(self, name), name)
-        check_seed(self.seed)
+            setattr(self, name, check_nonnegative(getattr(self, name), name))
+        self.init_mean = check_finite(self.init_mean, "init_mean")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, "
@@ -118,15 +122,17 @@ class Dataset:
     n_classes: int = 10
 
     def __post_init__(self):
-        """Shapes and labels checked once here, not deep inside the first epoch."""
+        """Shapes, spike times and labels checked once here, not deep inside the
+        first epoch; x is stored as float64 (not copied if it already is)."""
+        self.n_classes = check_int(self.n_classes, "n_classes", 1)
         for part in ("train", "test"):
             x, y = np.asarray(getattr(self, f"x_{part}")), np.asarray(getattr(self, f"y_{part}"))
-            setattr(self, f"x_{part}", x)
-            setattr(self, f"y_{part}", y)
             if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != np.shape(self.x_train)[1]:
                 raise ValueError(f"x_{part} must be a non-empty 2-D array (samples, inputs) "
                                  f"with as many inputs as x_train, got shape {x.shape}")
+            setattr(self, f"x_{part}", check_input_times(x, f"x_{part}"))
             check_labels(y, x.shape[0], self.n_classes, f"y_{part}")
+            setattr(self, f"y_{part}", y)
 
     def split_validation(self, val_size: int):
         """(training part, validation part) of the training set: the last
@@ -176,9 +182,13 @@ class Trainer:
     (``out_dir/checkpoint.h5``) and a row of ``out_dir/metrics.csv``."""
 
     def __init__(self, config: TrainConfig, data: Dataset, out_dir, progress=True):
+        for name, value, kind in (("config", config, TrainConfig), ("data", data, Dataset)):
+            if not isinstance(value, kind):
+                raise ValueError(f"{name} must be an eventsim.{kind.__name__}, got "
+                                 f"{type(value).__name__}")
         self.config = config
         self.data = data
-        self.out_dir = Path(out_dir)
+        self.out_dir = check_out_dir(out_dir)   # created by the first write
         self.progress = progress
         (self.x_train, self.y_train), (self.x_val, self.y_val) = \
             data.split_validation(int(config.val_size))

@@ -11,31 +11,51 @@ from ._math import CLOSED_FORM, ROOT
 METHODS = ("auto", "closed_form", "root")
 
 
-def _finite_real(value, message: str) -> float:
-    """float(value) if it is a finite real number (bools are refused), else ValueError."""
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(message)
+def _shown(value) -> str:
+    """repr(value), cut short if long (a 400-digit integer, a big array)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}...({len(text)} characters)"
+
+
+def _is_number_type(value) -> bool:
+    """Whether ``value`` is of a real-number type: not a bool, a string (even
+    "0.8"), complex, or a numpy scalar or array of such a dtype."""
+    if isinstance(value, (bool, np.bool_, str, bytes, complex)):
+        return False
+    if isinstance(value, (np.ndarray, np.generic)):
+        return is_real(value.dtype)
+    return True
+
+
+def _finite_real(value, name: str, requirement: str) -> float:
+    """float(value) if it is a finite real number, else a ValueError saying that
+    ``name`` must be ``requirement``. Bools, strings and complex numbers are
+    refused rather than converted."""
+    message = f"{name} must be {requirement}, got {_shown(value)}"
+    if not _is_number_type(value):
+        raise ValueError(f"{message} (a {type(value).__name__}; pass a number)")
     try:
-        value = float(value)
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{message} (too large for float64)") from None
     except (TypeError, ValueError):
         raise ValueError(message) from None
-    if not math.isfinite(value):
+    if not math.isfinite(number):
         raise ValueError(message)
-    return value
+    return number
 
 
 def check_finite(value, name: str) -> float:
     """A finite real number."""
-    return _finite_real(value, f"{name} must be a finite number, got {value!r}")
+    return _finite_real(value, name, "a finite number")
 
 
 def check_positive(value, name: str) -> float:
     """A positive finite real number."""
-    message = f"{name} must be a positive finite number, got {value!r}"
-    value = _finite_real(value, message)
-    if value <= 0.0:
-        raise ValueError(message)
-    return value
+    number = _finite_real(value, name, "a positive finite number")
+    if number <= 0.0:
+        raise ValueError(f"{name} must be a positive finite number, got {_shown(value)}")
+    return number
 
 
 def check_time_constant(value, name: str) -> float:
@@ -49,11 +69,10 @@ def check_time_constant(value, name: str) -> float:
 
 def check_nonnegative(value, name: str) -> float:
     """A finite real number >= 0."""
-    message = f"{name} must be a finite number >= 0, got {value!r}"
-    value = _finite_real(value, message)
-    if value < 0.0:
-        raise ValueError(message)
-    return value
+    number = _finite_real(value, name, "a finite number >= 0")
+    if number < 0.0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {_shown(value)}")
+    return number
 
 
 def check_int(value, name: str, minimum: int) -> int:
@@ -117,6 +136,22 @@ def check_spike_times(times, name: str = "times", allow_inf: bool = True) -> np.
     return arr
 
 
+def check_input_times(x, name: str = "x") -> np.ndarray:
+    """A 2-D array (samples, inputs) of latency input spike times as float64 (no
+    copy if it already is): real numbers, no NaN, >= 0; +inf means 'no spike'."""
+    x = np.asarray(x)
+    if x.size and not is_real(x.dtype):
+        raise ValueError(f"{name} must be real numbers (spike times), got dtype {x.dtype}")
+    x = np.asarray(x, dtype=np.float64)
+    if np.isnan(x).any():
+        sample, neuron = np.argwhere(np.isnan(x))[0]
+        raise ValueError(f"{name} contains NaN (sample {sample}, input {neuron}); "
+                         "use np.inf for 'no spike'")
+    if (x < 0).any():
+        raise ValueError(f"{name} must be >= 0 (spike times), got min {float(x.min())}")
+    return x
+
+
 def check_ids(ids, n: int, size: int, name: str = "ids",
               n_is: str = "the number of presynaptic neurons, weights.shape[0]") -> np.ndarray:
     """Integer ids as int64 after checking: shape (size,), integer dtype, in [0, n);
@@ -130,15 +165,15 @@ def check_ids(ids, n: int, size: int, name: str = "ids",
             raise ValueError(f"{name} must have an integer dtype, got {arr.dtype}; "
                              "cast with .astype(int) if the values are whole numbers")
         raise ValueError(f"{name} must have an integer dtype, got {arr.dtype}")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() >= n):
+    if arr.size and (arr.min() < 0 or arr.max() >= n):   # before int64 wraps large uint64
         bad = arr[(arr < 0) | (arr >= n)][0]
         raise ValueError(f"{name} must lie in [0, {n}) ({n_is}), found {int(bad)}")
-    return arr
+    return arr.astype(np.int64)
 
 
 def check_labels(labels, n: int, n_classes: int, name: str = "labels") -> np.ndarray:
     """Class labels as int64 after checking: shape (n,), integer dtype, in [0, n_classes)."""
+    n = check_int(n, "n (the number of samples)", 0)
     labels = np.asarray(labels)
     if labels.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},), got {labels.shape}")

@@ -46,9 +46,10 @@ _MAGIC_LABELS = 0x00000801
 
 _REPO_DATA = Path(__file__).resolve().parents[1] / "data" / "mnist"
 
-_FIX = (f"Fix: pass mnist(data_dir=...) or set {ENV_VAR} to a directory holding the four "
-        f"MNIST .gz files (directly or under mnist/), or restore data/mnist/ from a clean "
-        f"clone of the repository (e.g. `git checkout -- data/mnist`).")
+_FIX = (f"Fix: give the directory holding the four MNIST .gz files (directly or under "
+        f"mnist/) as --data-dir of the example scripts or mnist(data_dir=...), or set "
+        f"{ENV_VAR} to it, or restore data/mnist/ from a clean clone of the repository "
+        f"(e.g. `git checkout -- data/mnist`).")
 
 
 class DataError(ValueError):

@@ -6,6 +6,7 @@ the spike counts of the whole layer.
 
     python examples/plot_traces.py --out traces.png --seed 0 --digit-index 0
     python examples/plot_traces.py --model runs/mnist/model.h5 --out trained.png
+    python examples/plot_traces.py --data-dir ~/mnist --out traces.png
 
 Without --model: a random layer, weights following the paper's initialisation,
 w ~ Normal(mean 0.03, std sqrt(0.3)), 784 inputs x 40 neurons. If that layer is
@@ -35,6 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import eventsim  # noqa: E402
+from eventsim._cli import add_data_dir_flag  # noqa: E402
 from eventsim._io import writable_dir  # noqa: E402
 from eventsim.datasets import latency_encode, mnist  # noqa: E402
 
@@ -58,7 +60,11 @@ def parse_args(argv=None):
                    help="a trained network (e.g. runs/mnist/model.h5): plot its last hidden "
                         "layer and its output neurons, simulated as in training, instead of "
                         "a random layer")
-    return p.parse_args(argv)
+    add_data_dir_flag(p)
+    args = p.parse_args(argv)
+    if args.seed < 0:
+        p.error(f"--seed must be an integer >= 0, got {args.seed}")
+    return args
 
 
 def activity_ok(counts) -> int:
@@ -159,7 +165,7 @@ def main(argv=None):
     net = eventsim.Network.load(args.model) if args.model else None
     lif = net.lif if net else eventsim.LIF(tau_i=args.tau_i, tau_v=args.tau_v)
     t_end = net.t_out if net else T_END
-    data = mnist()
+    data = mnist(args.data_dir)
     n_test = data.test_images.shape[0]
     if not 0 <= args.digit_index < n_test:
         raise ValueError(f"--digit-index must be in [0, {n_test}), got {args.digit_index}")

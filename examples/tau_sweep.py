@@ -50,7 +50,7 @@ import numpy as np
 
 from eventsim._cli import (HelpFormatter, add_training_flags, interrupted_note,
                            sigterm_as_interrupt, training_config)
-from eventsim._io import replacing, writable_dir, write_json
+from eventsim._io import check_out_dir, replacing, writable_dir, write_json
 
 PAPER_TAUS = (0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 PAPER_FIG3_TAUS = (0.2, 0.4, 6.4)
@@ -421,14 +421,13 @@ def finish(args):
 # --------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = Path(args.out)
-    if args.plot_only:
-        return 0 if finish(args) else 1
-    try:
-        writable_dir(out)
+    try:   # the raw --out: Path("") would be ".", the current directory
+        out = check_out_dir(args.out) if args.plot_only else writable_dir(args.out)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.plot_only:
+        return 0 if finish(args) else 1
     import eventsim as es
     from eventsim._train import CHECKPOINT
 

@@ -496,6 +496,10 @@ def _base():
     (dict(t_end=-1.0), "t_end"),
     (dict(t_end=np.inf), "t_end"),
     (dict(t_end=np.nan), "t_end"),
+    (dict(t_end="1.0"), r"t_end must be a positive finite number, got '1.0' \(a str"),
+    (dict(t_end=True), r"t_end .* \(a bool"),
+    (dict(t_end=np.complex128(1.0)), "t_end"),
+    (dict(t_end=10**400), r"t_end .*\(too large for float64\)"),
     (dict(method="closed_form"), "closed_form"),
     (dict(method="newton"), "method"),
     (dict(single_spike="yes"), "single_spike"),
@@ -516,6 +520,10 @@ def test_bad_input_raises_value_error(kwargs, word):
     (dict(tau_v=np.nan), "tau_v"), (dict(threshold=0.0), "threshold"),
     (dict(threshold=-2.0), "threshold"), (dict(tau_i="a"), "tau_i"),
     (dict(tau_i=1e-320), "tau_i=1e-320 is too small"), (dict(tau_v=1e-310), "1/tau_v overflows"),
+    (dict(tau_i="0.8"), r"tau_i must be a positive finite number, got '0.8' \(a str"),
+    (dict(threshold=b"1"), "threshold"), (dict(tau_v=1 + 0j), "tau_v"),
+    (dict(tau_i=np.array("0.8")), "tau_i"),
+    (dict(tau_i=10**400), r"tau_i .*\(401 characters\) \(too large for float64\)"),
 ])
 def test_bad_lif_raises_value_error(kwargs, word):
     with pytest.raises(ValueError, match=word):
@@ -547,6 +555,8 @@ def test_membrane_bad_input():
     ([0.1, 0.2], [0], 2, "one entry per spike"),
     ([0.1, 0.2], [0, 1], -1, "n_neurons"),
     ([0.1, 0.2], [0, 1], 2.0, "n_neurons"),
+    ([0.1], np.array([2**63 + 5], np.uint64), 2,
+     r"ids must lie in \[0, 2\) .* found 9223372036854775813"),
 ])
 def test_spikes_rejects_bad_fields(times, ids, n_neurons, word):
     with pytest.raises(ValueError, match=word):
@@ -592,7 +602,6 @@ def test_spike_limit():
 
 # ----------------------------------------------------------------------------- network
 
-@pytest.mark.skipif(not hasattr(es, "simulate_network"), reason="simulate_network not written yet")
 @settings(max_examples=few(20))
 @given(layers(), st.booleans(), st.sampled_from(["dense", "sparse"]),
        st.sampled_from([0.0, 0.05]))

@@ -65,6 +65,18 @@ def test_bad_input(setup, labels, batch_size, message):
         es.evaluate(net, x, labels, batch_size=batch_size)
 
 
+@pytest.mark.parametrize("args, message", [
+    (lambda net, x, y: ("net", x, y), "net must be an eventsim.Network, got str"),
+    (lambda net, x, y: (net, 0.5, [0]), "x must have shape (batch, 12), got ()"),
+    (lambda net, x, y: (net, x[:, :5], y), "x must have shape (batch, 12), got (23, 5)"),
+    (lambda net, x, y: (net, np.where(x > 0.5, np.nan, x), y), "x contains NaN"),
+    (lambda net, x, y: (net, x.astype(str), y), "x must be real numbers"),
+])
+def test_bad_network_or_inputs(setup, args, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        es.evaluate(*args(*setup))
+
+
 def test_predict_batches_and_rejects_bad_batch_size(setup):
     net, x, _ = setup
     want = net.forward(x).v_out.argmax(axis=1)

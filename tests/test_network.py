@@ -13,9 +13,6 @@ from strategies import few, layers, lif_of
 from validation import mp_reference
 from validation.ode import ode_simulate_network
 
-if not hasattr(es, "simulate_network"):
-    pytest.skip("es.simulate_network not available", allow_module_level=True)
-
 
 def _recurrent(seed, n, tau_i, gain):
     rng = np.random.default_rng(seed)
@@ -86,8 +83,19 @@ def test_delay_beyond_t_end_is_a_layer(case, single):
     (dict(w_rec=np.zeros((3, 2))), "w_rec"),
     (dict(w_rec=np.zeros(3)), "w_rec"),
     (dict(w_in=np.ones(3)), "w_in"),
+    (dict(w_in=np.ones((2, 3)) + 5j), "w_in must be real numbers, got dtype complex128"),
+    (dict(w_in=np.ones((2, 3), bool)), "w_in must be real numbers, got dtype bool"),
+    (dict(w_in=sp.csr_matrix(np.ones((2, 3)) + 1j)), "w_in must be real numbers"),
+    (dict(w_in=sp.csr_matrix(np.ones((2, 3)))[:, :2]), "w_rec must have shape"),
+    (dict(w_in=np.full((2, 3), np.inf)), "w_in must be finite"),
+    (dict(w_rec=np.zeros((3, 3), object)), "w_rec must be real numbers, got dtype object"),
+    (dict(w_rec=sp.csr_matrix(np.full((3, 3), np.nan))), "w_rec must be finite"),
+    (dict(w_rec=np.full((3, 3), "0")), "w_rec must be real numbers"),
     (dict(delay=-0.1), "delay"),
     (dict(delay=np.nan), "delay"),
+    (dict(delay="0.1"), r"delay must be a finite number >= 0, got '0.1' \(a str"),
+    (dict(delay=True), r"delay .* \(a bool"),
+    (dict(delay=10**400), r"delay .*\(too large for float64\)"),
     (dict(t_end=0.0), "t_end"),
     (dict(ids=[0, 5]), "ids"),
     (dict(times=[np.nan, 0.1]), "times"),
@@ -135,3 +143,23 @@ def test_simultaneous_inputs_are_added_before_any_crossing(gain):
             assert out == es.simulate_layer(times, ids, w, lif, t_end=t2 + 0.01)
     r, _ = mp_reference.neuron([0.1, t2, t2], [20.0, gain, -2 * gain], 0.5, 0.5, t_end=t2 + 0.01)
     assert len(r) == 0
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_sparse_weights_are_not_modified(fmt):
+    """The caller's matrices keep their explicit zeros and their index order."""
+    w_in = sp.csr_matrix((np.array([1.0, 0.0, 6.0]), np.array([2, 1, 0]), np.array([0, 3, 3])),
+                         shape=(2, 3)).asformat(fmt)
+    w_rec = sp.csr_matrix((np.array([0.0, -2.0]), np.array([2, 1]), np.array([0, 2, 2, 2])),
+                          shape=(3, 3)).asformat(fmt)
+    before = [(m.nnz, m.data.copy(), m.toarray()) for m in (w_in, w_rec)]
+    index_before = [(m.indices.copy() if fmt != "coo" else m.col.copy()) for m in (w_in, w_rec)]
+    out = es.simulate_network([0.1], [0], w_in, w_rec, es.LIF(0.8, 0.4), 1.0)
+    assert out == es.simulate_network([0.1], [0], w_in.toarray(), w_rec.toarray(),
+                                      es.LIF(0.8, 0.4), 1.0)
+    assert len(out) > 0
+    for m, (nnz, data, dense), index in zip((w_in, w_rec), before, index_before):
+        assert m.nnz == nnz
+        np.testing.assert_array_equal(m.data, data)
+        np.testing.assert_array_equal(m.indices if fmt != "coo" else m.col, index)
+        np.testing.assert_array_equal(m.toarray(), dense)

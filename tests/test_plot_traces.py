@@ -59,6 +59,24 @@ def test_model_traces_match_the_forward_pass(traces, sizes, single_spike):
     assert V.shape == I.shape == (t_eval.size, sizes[-2])
 
 
+def test_data_dir_is_used(traces, tmp_path):
+    """MNIST is read from --data-dir (here: all files but one, copied from the
+    repository), and the missing file's error says how to point the script at
+    the data."""
+    import shutil
+
+    from eventsim.datasets import MNIST_FILES, mnist
+
+    for name in list(MNIST_FILES)[:-1]:
+        shutil.copy(mnist().data_dir / name, tmp_path / name)
+    missing = list(MNIST_FILES)[-1]
+    with pytest.raises(es.MissingDataError, match=f"{missing} not found in {tmp_path} "
+                       r"\(directory chosen from the data_dir argument.* as --data-dir of "
+                       "the example scripts"):
+        traces.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "t.png")])
+    assert not (tmp_path / "t.png").exists()
+
+
 def test_digit_index_out_of_range(traces, tmp_path):
     with pytest.raises(ValueError, match="--digit-index must be in"):
         traces.main(["--out", str(tmp_path / "x.png"), "--digit-index", "10000"])
@@ -80,7 +98,11 @@ def test_out_and_model_are_checked_first(traces, tmp_path):
 def test_command_line_errors_are_one_line(tmp_path):
     script = Path(__file__).parents[1] / "examples" / "plot_traces.py"
     for args, message in ((["--model", str(tmp_path / "none.h5")], "error: no checkpoint at"),
-                          (["--tau-i", "0"], "error: tau_i must be a positive finite number")):
+                          (["--tau-i", "0"], "error: tau_i must be a positive finite number"),
+                          (["--seed", "-1"], "error: --seed must be an integer >= 0, got -1"),
+                          (["--data-dir", str(tmp_path / "nowhere")],
+                           f"not found in {tmp_path / 'nowhere'} (directory chosen from "
+                           "the data_dir argument")):
         run = subprocess.run([sys.executable, str(script), *args, "--out",
                               str(tmp_path / "x.png")], capture_output=True, text=True)
         assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr

@@ -187,3 +187,19 @@ def test_missing_data_is_one_error_line(sweep, tmp_path, capsys):
                        str(tmp_path / "sweep")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "not found" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("plot_only", [[], ["--plot-only"]])
+def test_empty_or_file_out_is_refused(sweep, tmp_path, monkeypatch, capsys, plot_only):
+    """--out "" would mean the current directory (as train_mnist.py refuses too) and
+    --out naming a file cannot hold runs: both stop at once, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    for out, message in (("", "the output directory is an empty name"),
+                         ("  ", "the output directory is an empty name"),
+                         ("afile", "cannot write to the output directory afile: it is a file")):
+        assert sweep.main(["--taus", "0.8", "--epochs", "1", "--train-subset", "10",
+                           "--out", out, *plot_only]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {message}") and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -132,6 +132,10 @@ def test_cosine_learning_rate():
     ("t_out", 0.0), ("init_std", -0.1), ("hidden", (400, 0)), ("hidden", ()),
     ("hidden", (5.9,)), ("hidden", "400"), ("epochs", 1.5), ("batch_size", 2.5),
     ("train_subset", 10.0), ("device", "gpu"), ("penalty_reduction", "max"),
+    ("lr", "1e-3"), ("tau_i", "0.8"), ("tau_v", "0.4"), ("t_out", "1"), ("init_std", "0.5"),
+    ("dead_penalty", b"0.01"), ("weight_decay", 1j), ("single_spike", "yes"),
+    ("single_spike", 1), ("init_mean", np.inf), ("init_mean", np.nan), ("init_mean", "0.03"),
+    ("lr", True),
 ])
 def test_config_refuses_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
@@ -355,12 +359,79 @@ def test_files_that_are_not_checkpoints_are_refused(small_data, tmp_path):
     (dict(x_test=np.zeros((3, 4))), "x_test must be a non-empty 2-D array"),
     (dict(x_train=np.zeros((0, 5)), y_train=np.zeros(0, np.int64)), "x_train must be a non-"),
     (dict(y_train=np.full(5, 10)), r"y_train must lie in \[0, 10\)"),
+    (dict(x_train=np.full((5, 5), np.nan)), r"x_train contains NaN \(sample 0, input 0\)"),
+    (dict(x_test=-np.ones((3, 5))), r"x_test must be >= 0 \(spike times\)"),
+    (dict(x_train=np.full((5, 5), "0.5")), "x_train must be real numbers .* dtype <U3"),
+    (dict(x_test=np.zeros((3, 5)) + 1j), "x_test must be real numbers .* dtype complex128"),
+    (dict(x_train=np.zeros((5, 5), bool)), "x_train must be real numbers .* dtype bool"),
+    (dict(n_classes=2.0), "n_classes must be an integer >= 1, got 2.0"),
+    (dict(n_classes="10"), "n_classes must be an integer"),
 ])
 def test_dataset_refuses_mismatched_arrays(change, message):
     arrays = dict(x_train=np.zeros((5, 5)), y_train=np.zeros(5, np.int64),
                   x_test=np.zeros((3, 5)), y_test=np.zeros(3, np.int64))
     with pytest.raises(ValueError, match=message):
         Dataset(**{**arrays, **change})
+
+
+def test_trainer_needs_a_config_and_a_dataset(tmp_path):
+    x, y = np.zeros((4, 3)), np.array([0, 1, 0, 1])
+    data = Dataset(x, y, x, y, n_classes=2)
+    with pytest.raises(ValueError, match="data must be an eventsim.Dataset, got tuple"):
+        Trainer(TrainConfig(hidden=(4,)), (x, y), tmp_path)
+    with pytest.raises(ValueError, match="config must be an eventsim.TrainConfig, got dict"):
+        Trainer({"hidden": (4,)}, data, tmp_path)
+
+
+def test_trainer_refuses_an_empty_or_file_out_dir(tmp_path, monkeypatch):
+    """An empty out_dir would train into the current directory and a file cannot
+    hold checkpoints: both are refused by the constructor, not at the first save."""
+    monkeypatch.chdir(tmp_path)
+    x, y = np.zeros((4, 3)), np.array([0, 1, 0, 1])
+    data = Dataset(x, y, x, y, n_classes=2)
+    (tmp_path / "afile").write_text("")
+    for out, message in (("", "empty name"), (" ", "empty name"),
+                         ("afile", "afile: it is a file, not a directory"),
+                         (tmp_path / "afile", "it is a file")):
+        with pytest.raises(ValueError, match=message):
+            Trainer(TrainConfig(hidden=(2,), epochs=1), data, out, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]
+    trainer = Trainer(TrainConfig(hidden=(2,), epochs=1), data, tmp_path / "new" / "run",
+                      progress=False)
+    assert trainer.out_dir == tmp_path / "new" / "run" and not (tmp_path / "new").exists()
+
+
+def test_odd_files_and_paths_are_refused(tmp_path):
+    """Saving onto a directory, and loading HDF5 files whose settings are not a
+    mapping or whose weights are not a group, give ValueErrors naming the path."""
+    net = es.Network([3, 2], es.LIF(0.8, 0.4))
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(ValueError, match="adir is a directory; give the name of a file"):
+        net.save(tmp_path / "adir")
+    assert list((tmp_path / "adir").iterdir()) == []
+    for name, fill, message in (
+            ("list.h5", lambda f: (f.attrs.update(network=json.dumps([1, 2])),
+                                   f.create_group("weights")),
+             r"list.h5 holds network settings \[1, 2\] that do not make a Network"),
+            ("flat.h5", lambda f: (f.attrs.update(network=json.dumps({"sizes": [3, 2]})),
+                                   f.create_dataset("weights", data=np.zeros(3))),
+             r"flat.h5 is not an eventsim checkpoint \(no network/weights\)")):
+        with h5py.File(tmp_path / name, "w") as f:
+            fill(f)
+        with pytest.raises(ValueError, match=message):
+            es.Network.load(tmp_path / name)
+
+
+def test_dataset_stores_checked_spike_times():
+    """Integer times become float64, +inf ('no spike') is allowed, float64 input is
+    not copied (MNIST-sized sets stay single) and the labels are kept."""
+    x_train = np.array([[0, 1], [2, 0]])
+    x_test = np.array([[0.5, np.inf]])
+    data = Dataset(x_train, [0, 1], x_test, np.array([1]), n_classes=np.int64(2))
+    assert data.x_train.dtype == np.float64 and data.x_test is x_test
+    np.testing.assert_array_equal(data.x_train, x_train)
+    np.testing.assert_array_equal(data.y_train, [0, 1])
+    assert type(data.n_classes) is int
 
 
 def test_config_validation():
@@ -373,6 +444,22 @@ def test_config_validation():
         TrainConfig(penalty_reduction="max")
     with pytest.raises(ValueError, match="val_size must be an integer >= 0"):
         TrainConfig(val_size=-1)
+
+
+def test_config_stores_the_checked_values():
+    """Numbers are stored as Python floats, ints and bools (numpy scalars and ints
+    for float fields converted), so what the trainer and the checkpoints use is
+    what was checked."""
+    cfg = TrainConfig(hidden=[np.int64(5)], tau_i=np.float32(0.5), lr=1, t_out=np.int64(2),
+                      epochs=np.int64(3), seed=np.uint8(4), single_spike=np.bool_(True),
+                      init_mean=0, init_std=np.float64(0.25), min_slope=0)
+    assert cfg.hidden == (5,) and cfg.tau_v == 0.25
+    for name, kind in (("tau_i", float), ("tau_v", float), ("lr", float), ("t_out", float),
+                       ("init_mean", float), ("init_std", float), ("min_slope", float),
+                       ("epochs", int), ("seed", int), ("single_spike", bool)):
+        assert type(getattr(cfg, name)) is kind, name
+    assert cfg == TrainConfig(hidden=(5,), tau_i=0.5, tau_v=0.25, lr=1.0, t_out=2.0, epochs=3,
+                              seed=4, single_spike=True, init_mean=0.0, init_std=0.25)
 
 
 def test_summed_penalties_equal_batch_scaled_means(small_data, tmp_path):
