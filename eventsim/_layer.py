@@ -403,7 +403,9 @@ def stable_argsort(t):
     A counting sort on the bucket floor(t n / max t) (monotone in t, so the
     stable order is kept), then each bucket sorted on its own: by insertion
     when small, by mergesort when large (clustered times), so the worst case
-    stays O(n log n). Subnormal maxima (n / max t overflows) use one bucket.
+    stays O(n log n). Subnormal maxima (n / max t overflows) use one bucket;
+    a NaN (from an overflowed state) sends the whole list to NumPy's mergesort,
+    which puts it last.
     """
     n = t.shape[0]
     order = np.empty(n, np.int64)
@@ -411,6 +413,8 @@ def stable_argsort(t):
         return order
     t_max = 0.0
     for q in range(n):
+        if t[q] != t[q]:
+            return np.argsort(t, kind="mergesort")
         t_max = t[q] if t[q] > t_max else t_max
     scale = n / t_max if t_max > 0.0 else 0.0
     if scale > 1e300:
