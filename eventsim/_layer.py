@@ -11,8 +11,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._math import decay, decay_ak, jit, kappa, kappa_max, readout_slope
-from ._math import crossing_on_rise
+from ._math import crossing_on_rise, decay, decay_ak, jit, kappa, kappa_max, readout_slope
 from ._neuron import adjoint_spike, exact_interval, spike_slope
 
 pjit = njit(cache=True, parallel=True, error_model="numpy")
@@ -79,7 +78,7 @@ def layer_forward(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
 
 @pjit
 def layer_forward_kernel(times, ids, ptr, w, t_end, a, b, theta, single_spike, method,
-                  max_spikes, cap, factors):
+                         max_spikes, cap, factors):
     """Kernel of ``layer_forward``; factors = interval_factors(times, ptr, t_end, a, b).
 
     One thread per sample; the neurons of a sample advance together in a
