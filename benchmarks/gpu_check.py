@@ -177,8 +177,8 @@ def best_time(fn, budget, max_reps=5):
 class Profiled:
     """A backend whose functions accumulate their wall time (to see where cuda time goes)."""
 
-    NAMES = ("prepare_weights", "layer_forward", "layer_backward", "merge_spikes",
-             "scatter_spike_grads", "dense_to_lists", "readout_features", "readout_time_grads")
+    NAMES = ("prepare_weights", "layer_forward", "layer_backward_merged", "merge_spikes",
+             "dense_to_lists", "readout_features", "readout_time_grads")
 
     def __init__(self, inner):
         self.totals = defaultdict(float)
@@ -218,7 +218,8 @@ def timing(cpu, gpu, x, labels, batches, budget):
     print(f"\ncuda loss_and_grad at batch {bsz}: {total * 1e3:.1f} ms, of which "
           "(incl. host<->device copies):")
     for name, t in sorted(prof.totals.items(), key=lambda kv: -kv[1]):
-        where = "GPU" if name in ("layer_forward", "layer_backward", "readout_features") else \
+        where = "GPU" if name in ("layer_forward", "layer_backward_merged",
+                                  "readout_features") else \
             "host"
         print(f"  {name:<22s} {t * 1e3:9.1f} ms  ({where})")
     print(f"  {'rest (numpy on host)':<22s} {(total - sum(prof.totals.values())) * 1e3:9.1f} ms")

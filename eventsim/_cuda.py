@@ -409,6 +409,16 @@ def layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts
     return d_grad_w.copy_to_host(), grad_in
 
 
+def layer_backward_merged(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts,
+                          merged, g_spk, nu, min_slope, want_input_grad):
+    """GPU twin of ``eventsim._layer.layer_backward_merged``: ``layer_backward`` with
+    dL/ds given in the merged spike order (the next layer's input-time gradient)."""
+    spk_g = _layer.scatter_spike_grads(g_spk, merged[1], merged[2], merged[3],
+                                       counts.shape[1], out_t.shape[2])
+    return layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts,
+                          merged, spk_g, nu, min_slope, want_input_grad)
+
+
 def readout_features(times, ids, ptr, n_in, t_out, a, b):
     """GPU twin of ``eventsim._layer.readout_features``: phi (B, n_in)."""
     ptr = np.ascontiguousarray(ptr, dtype=np.int64)
@@ -641,6 +651,7 @@ def backend():
             prepare_weights=prepare_weights,
             layer_forward=layer_forward,
             layer_backward=layer_backward,
+            layer_backward_merged=layer_backward_merged,
             merge_spikes=merge_spikes,
             scatter_spike_grads=scatter_spike_grads,
             dense_to_lists=dense_to_lists,

@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._math import crossing_on_rise, decay, decay_ak, jit, kappa, kappa_max, readout_slope
-from ._neuron import adjoint_spike, exact_interval, spike_slope
+from ._neuron import adjoint_spike, exact_interval, rises_through, spike_slope
 
 pjit = njit(cache=True, parallel=True, error_model="numpy")
 
@@ -156,7 +156,7 @@ def layer_forward_kernel(times, ids, ptr, w, t_end, a, b, theta, single_spike, m
                 j = hot_j[h]
                 v0 = v_old[j]
                 v1 = v[j]
-                if theta > v0 and v1 >= theta and cur[j] - b * v1 >= 0.0:
+                if rises_through(v0, v1, cur[j], b, theta):
                     h_s[h] = crossing_on_rise(v0, cur_old[j], length, v1, a, b, theta, method)
                     mode[h] = FINISH
                 else:
@@ -226,13 +226,15 @@ def _scratch(shape):
     return work
 
 
-def layer_backward_merged(times, ids, ptr, w, t_end, a, b, theta, out_dv, merged, g_spk, nu,
-                          min_slope, want_input_grad):
+def layer_backward_merged(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts,
+                          merged, g_spk, nu, min_slope, want_input_grad):
     """Reverse adjoint scans of a layer (see ``neuron_backward`` for the maths).
 
     g_spk[r] is dL/ds for spike r of ``merged`` (the layer's spike list from
     ``merge_spikes``, i.e. the next layer's input-time gradient), nu (B, J)
     dL/dV(t_end). Returns dL/dw (n_in, n_out) and dL/d(input time) (n_inputs,).
+    ``out_t`` and ``counts`` are not needed here (the CUDA twin takes the same
+    arguments).
     """
     work, touched = _scratch(w.shape)
     factors = interval_factors(times, ptr, t_end, a, b)
@@ -255,8 +257,8 @@ def layer_backward(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts
     """``layer_backward_merged`` with dL/ds given per (sample, neuron, spike) as spk_g
     (B, J, cap), the interface the CUDA backend shares."""
     g = gather_spike_grads(spk_g, merged[1], merged[2], merged[3])
-    return layer_backward_merged(times, ids, ptr, w, t_end, a, b, theta, out_dv, merged, g, nu,
-                                 min_slope, want_input_grad)
+    return layer_backward_merged(times, ids, ptr, w, t_end, a, b, theta, out_t, out_dv, counts,
+                                 merged, g, nu, min_slope, want_input_grad)
 
 
 @pjit

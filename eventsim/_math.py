@@ -39,44 +39,35 @@ def kappa(s, a, b):
     accurate for p near 1, exact (s e^{-bs}) for p == 1, and never overflows.
     Units: time. kappa(0) = 0, kappa >= 0.
     """
-    d = abs(b - a)
     m = a if a < b else b  # conditional, not min(): see eventsim._cuda
+    return kappa_from(math.exp(-m * s), s, a, b)
+
+
+@jit
+def kappa_from(e_m, s, a, b):
+    """kappa(s) given e_m = e^{-min(a,b) s}, one of the two decay factors, so that
+    callers that need those factors too evaluate it once."""
+    d = abs(b - a)
     if d == 0.0:
-        return s * math.exp(-m * s)
-    return math.exp(-m * s) * (-math.expm1(-d * s)) / d
+        return s * e_m
+    return e_m * (-math.expm1(-d * s)) / d
 
 
 @jit
 def decay(s, a, b):
     """(e^{-as}, e^{-bs}, kappa(s)), bit for bit math.exp(-a*s), math.exp(-b*s) and
-    kappa(s, a, b): kappa's e^{-min(a,b) s} is one of the two exponentials and is
-    evaluated once (3 transcendental calls instead of 4)."""
-    d = abs(b - a)
-    if a < b:
-        e_a = math.exp(-a * s)
-        e_b = math.exp(-b * s)
-        e_m = e_a
-    else:
-        e_b = math.exp(-b * s)
-        e_a = e_b if d == 0.0 else math.exp(-a * s)
-        e_m = e_b
-    if d == 0.0:
-        return e_a, e_b, s * e_m
-    return e_a, e_b, e_m * (-math.expm1(-d * s)) / d
+    kappa(s, a, b) from 3 transcendental calls instead of 4."""
+    e_a = math.exp(-a * s)
+    e_b = e_a if a == b else math.exp(-b * s)
+    return e_a, e_b, kappa_from(e_a if a < b else e_b, s, a, b)
 
 
 @jit
 def decay_ak(s, a, b):
-    """(e^{-as}, kappa(s)), bit for bit math.exp(-a*s) and kappa(s, a, b) (no e^{-bs})."""
-    d = abs(b - a)
+    """(e^{-as}, kappa(s)), bit for bit math.exp(-a*s) and kappa(s, a, b) (no e^{-bs}
+    unless kappa needs it)."""
     e_a = math.exp(-a * s)
-    if a < b:
-        e_m = e_a
-    elif d == 0.0:
-        return e_a, s * e_a
-    else:
-        e_m = math.exp(-b * s)
-    return e_a, e_m * (-math.expm1(-d * s)) / d
+    return e_a, kappa_from(e_a if a <= b else math.exp(-b * s), s, a, b)
 
 
 @jit

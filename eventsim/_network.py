@@ -210,26 +210,16 @@ class Network:
         last_inputs = res._layers[-1].merged[:3] if res._layers else res._inputs
         need_times = bool(res._layers) or wrt_inputs
         g_times = be.readout_time_grads(*last_inputs, h, t_out, a, b) if need_times else None
-        merged_grads = hasattr(be, "layer_backward_merged")   # the CPU backend
         for l in range(len(res._layers) - 1, -1, -1):
             hidden = res._layers[l]
-            _, ids_m, ptr_m, src_n = hidden.merged
-            spk_g = None if merged_grads else be.scatter_spike_grads(
-                g_times, ids_m, ptr_m, src_n, hidden.counts.shape[1], hidden.out_t.shape[2])
             nu = np.zeros_like(hidden.v_end) if grad_v_hidden is None or \
                 grad_v_hidden[l] is None else np.asarray(grad_v_hidden[l], np.float64)
             if nu.shape != hidden.v_end.shape:
                 raise ValueError(f"grad_v_hidden[{l}] must have shape {hidden.v_end.shape}, "
                                  f"got {nu.shape}")
-            if merged_grads:
-                grads[l], g_times = be.layer_backward_merged(
-                    *hidden.inputs, be.prepare_weights(self._weights[l]), t_out, a, b, theta,
-                    hidden.out_dv, hidden.merged, g_times, nu, self.min_slope,
-                    l > 0 or wrt_inputs)
-                continue
-            grads[l], g_times = be.layer_backward(
+            grads[l], g_times = be.layer_backward_merged(
                 *hidden.inputs, be.prepare_weights(self._weights[l]), t_out, a, b, theta,
-                hidden.out_t, hidden.out_dv, hidden.counts, hidden.merged, spk_g, nu,
+                hidden.out_t, hidden.out_dv, hidden.counts, hidden.merged, g_times, nu,
                 self.min_slope, l > 0 or wrt_inputs)
         if not wrt_inputs:
             return grads

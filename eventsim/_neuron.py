@@ -24,6 +24,14 @@ def rising_at_end(v1, c1, b, theta):
 
 
 @jit
+def rises_through(v0, v1, c1, b, theta):
+    """V below threshold at an interval's start, at or above it at the end, and still
+    rising there (dV/dt = c1 - b v1 >= 0): the first crossing is bracketed by the
+    interval (``exact_interval``), no maximum to locate."""
+    return theta > v0 and v1 >= theta and c1 - b * v1 >= 0.0
+
+
+@jit
 def needs_exact(v0, c0, v1, c1, km, b, theta):
     """Can a spike hide in an interval with state (v0, c0) at its start and
     (v1, c1) at its end, if computed without resets? Sound filter, no false negatives:
@@ -69,7 +77,7 @@ def exact_interval(v, cur, v1, c1, t0, t1, t_end, ea_k, eb_k, kap_k, kmax_k, a, 
     tc = t0
     can_fire = True
     while True:
-        if tc == t0 and theta > v and v1 >= theta and c1 - b * v1 >= 0.0:
+        if tc == t0 and rises_through(v, v1, c1, b, theta):
             s = crossing_on_rise(v, cur, t1 - t0, v1, a, b, theta, method)
         else:
             s = first_crossing(v, cur, t1 - tc, a, b, theta, method)
