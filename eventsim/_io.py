@@ -13,6 +13,11 @@ import numpy as np
 
 FORMAT_VERSION = 1
 DIGEST = "sha256"   # attribute of the root group: _content_digest at writing time
+# Files are written with an HDF5 user block (ignored by HDF5 readers) that holds
+# the SHA-256 of every byte after it, checked before h5py parses the file: some
+# damaged HDF5 metadata makes the HDF5 library loop forever instead of failing.
+HEADER_SIZE = 512
+HEADER_MAGIC = b"eventsim checkpoint\nsha256 "
 
 
 def network_config(net) -> dict:
@@ -81,12 +86,47 @@ def write_json(path, obj):
 
 def atomic_write_h5(path, fill):
     """Write an HDF5 file by calling fill(h5file) on a temporary file, atomically
-    (see ``replacing``), and store the SHA-256 of its content in it so that a
-    damaged copy is refused when read (``load_checkpoint``)."""
-    with replacing(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["format_version"] = FORMAT_VERSION
-        fill(f)
-        f.attrs[DIGEST] = _content_digest(f)
+    (see ``replacing``). The SHA-256 of its content (an attribute) and of its
+    bytes (the header) are stored in it, so that a damaged copy is refused when
+    read (``load_checkpoint``)."""
+    with replacing(path) as tmp:
+        with h5py.File(tmp, "w", userblock_size=HEADER_SIZE) as f:
+            f.attrs["format_version"] = FORMAT_VERSION
+            fill(f)
+            f.attrs[DIGEST] = _content_digest(f)
+        stamp_header(tmp)
+
+
+def stamp_header(path):
+    """Write the header of an HDF5 file written with a ``HEADER_SIZE`` user block:
+    the SHA-256 of its bytes after the header."""
+    with open(path, "r+b") as fh:
+        fh.write(_header(_bytes_digest(fh)))
+
+
+def _bytes_digest(fh) -> str:
+    """SHA-256 (hex) of the bytes of the open binary file ``fh`` after the header."""
+    fh.seek(HEADER_SIZE)
+    digest = hashlib.sha256(fh.read()).hexdigest()
+    fh.seek(0)
+    return digest
+
+
+def _header(hex_digest: str) -> bytes:
+    """The user block of a file whose bytes after it have SHA-256 ``hex_digest``."""
+    return (HEADER_MAGIC + hex_digest.encode() + b"\n").ljust(HEADER_SIZE, b"\0")
+
+
+def _check_header(path: Path):
+    """Refuse (ValueError) a file whose header no longer matches its bytes. Files
+    without the header (written before it existed, or whose first bytes are
+    damaged) are left to the content digest."""
+    with open(path, "rb") as fh:
+        head = fh.read(HEADER_SIZE)
+        if head.startswith(HEADER_MAGIC) and head != _header(_bytes_digest(fh)):
+            raise ValueError(f"{path} is damaged: its bytes do not match the SHA-256 digest "
+                             "stored when it was written; restore it from a copy or train "
+                             "again")
 
 
 def _value_bytes(value) -> bytes:
@@ -157,6 +197,7 @@ def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    _check_header(path)
     try:
         f = h5py.File(path, "r")
     except OSError as err:

@@ -46,6 +46,7 @@ def runs(tmp_path_factory):
         extra["config"]["epochs"] = 5
         f.attrs["extra"] = json.dumps(extra)
         f.attrs[_io.DIGEST] = _io._content_digest(f)
+    _io.stamp_header(root / "sub" / "cut" / "checkpoint.h5")
     return root
 
 
