@@ -89,7 +89,7 @@ def evaluate(net: Network, x, y, batch_size=1000, forward=None) -> Evaluation:
     y = net.check_labels(y, x.shape[0])
     if forward is None:
         def forward(start, stop):
-            return net.forward(x[start:stop])
+            return net._forward(x[start:stop])
     tally = Tally(net.sizes)
     for start in range(0, y.shape[0], batch_size):
         stop = min(start + batch_size, y.shape[0])

@@ -159,7 +159,10 @@ class Network:
         """Exact forward pass on a batch of latency-coded inputs x (B, n_in).
 
         A 1-D x is one sample (B = 1)."""
-        x = self.check_inputs(x)
+        return self._forward(self.check_inputs(x))
+
+    def _forward(self, x) -> ForwardResult:
+        """forward on x already checked by check_inputs."""
         be = self._backend
         lif, t_out = self.lif, self.t_out
         a, b = lif.rate_i, lif.rate_v
@@ -178,9 +181,22 @@ class Network:
             layers.append(_Layer(current, out_t, out_dv, counts, v_end, merged))
             current = merged[:3]
         phi = be.readout_features(*current, self.sizes[-2], t_out, a, b)
-        v_out = phi @ self._weights[-1]
+        with np.errstate(over="ignore", invalid="ignore"):   # _check_overflow says it
+            v_out = phi @ self._weights[-1]
+        self._check_overflow(v_out, [h.v_end for h in layers])
         return ForwardResult(v_out, [h.v_end for h in layers], [h.counts for h in layers],
                              layers, inputs, phi)
+
+    def _check_overflow(self, v_out, v_hidden):
+        """FloatingPointError if a membrane potential at t_out overflowed float64
+        (inf, or NaN from inf - inf): only weights near the float64 limit do that."""
+        for name, v in [("v_out", v_out)] + [(f"V(t_out) of hidden layer {l}", v)
+                                              for l, v in enumerate(v_hidden)]:
+            if not np.isfinite(v).all():
+                largest = max(float(np.abs(w).max(initial=0.0)) for w in self._weights)
+                raise FloatingPointError(
+                    f"the forward pass overflowed float64 ({name} holds inf or NaN): the "
+                    f"weights are too large (largest |w| = {largest:.3g}); scale them down")
 
     # ----------------------------------------------------------------- backward
     def backward(self, res: ForwardResult, grad_v_out, grad_v_hidden=None, wrt_inputs=False):
@@ -274,7 +290,7 @@ class Network:
         wrt_inputs = check_bool(wrt_inputs, "wrt_inputs")
         x = self.check_inputs(x)
         labels = self.check_labels(labels, x.shape[0])
-        res = self.forward(x)
+        res = self._forward(x)
         loss, g_out, g_hidden = self.loss(res, labels, dead_penalty, output_l2, dead_flags)
         out = self.backward(res, g_out, g_hidden, wrt_inputs=wrt_inputs)
         if wrt_inputs:
@@ -308,7 +324,7 @@ class Network:
         batch_size = check_int(batch_size, "batch_size", 1)
         x = self.check_inputs(x)
         return np.concatenate([np.empty(0, np.int64)] +
-                              [self.forward(x[i:i + batch_size]).v_out.argmax(axis=1)
+                              [self._forward(x[i:i + batch_size]).v_out.argmax(axis=1)
                                for i in range(0, x.shape[0], batch_size)])
 
 

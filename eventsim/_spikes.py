@@ -29,6 +29,8 @@ class Spikes:
 
     def __post_init__(self):
         n_neurons = check_int(self.n_neurons, "n_neurons", 0)
+        if n_neurons > np.iinfo(np.int64).max:   # ids are int64
+            raise ValueError(f"n_neurons must be < 2**63 (ids are int64), got {n_neurons}")
         times = check_spike_times(self.times, "Spikes.times", allow_inf=False)
         ids = check_ids(self.ids, n_neurons, times.shape[0], "Spikes.ids", n_is="n_neurons")
         later = times[1:] > times[:-1]

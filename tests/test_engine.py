@@ -555,6 +555,7 @@ def test_membrane_bad_input():
     ([0.1, 0.2], [0], 2, "one entry per spike"),
     ([0.1, 0.2], [0, 1], -1, "n_neurons"),
     ([0.1, 0.2], [0, 1], 2.0, "n_neurons"),
+    ([0.1, 0.2], [0, 1], 10**30, r"n_neurons must be < 2\*\*63"),
     ([0.1], np.array([2**63 + 5], np.uint64), 2,
      r"ids must lie in \[0, 2\) .* found 9223372036854775813"),
 ])

@@ -182,7 +182,7 @@ def test_forward_matches_ode_reference():
                                                net.weights[0], 0.8, 0.8 / 1.5, 1.0, 1.0)
         mine = res.spikes(0, s)
         np.testing.assert_array_equal(mine.ids, id_ref)
-        np.testing.assert_allclose(mine.times, t_ref, atol=1e-9, rtol=0)
+        np.testing.assert_allclose(mine.times, t_ref, atol=1e-12, rtol=0)
 
 
 def test_v_out_matches_eq20_for_p2():
@@ -348,6 +348,25 @@ def test_bad_input(bad, match):
     x, y = make_batch(5, 3, 4, seed=0)
     with pytest.raises(ValueError, match=match):
         bad(net, x, y)
+
+
+def test_overflowing_potentials_are_an_error():
+    """Weights near the float64 limit overflow V(t_out) (inf, or NaN from inf -
+    inf): forward raises instead of returning those values."""
+    net = es.Network([3, 4, 2], es.LIF(0.8, 0.4))
+    x = np.array([[0.1, 0.2, 0.3]])
+    net.weights = [np.full((3, 4), -1.7e308), np.ones((4, 2))]     # V(t_out) below -1.8e308
+    with pytest.raises(FloatingPointError, match=r"V\(t_out\) of hidden layer 0 holds inf"):
+        net.forward(x)
+    net.weights = [np.full((3, 4), 3.0), np.ones((4, 2))]
+    phi = net.forward(x).v_out[0, 0] / 4      # each hidden neuron's term of eq. 20
+    for scale in (1e306, 1.7e308):
+        net.weights = [np.full((3, 4), 3.0), np.full((4, 2), scale)]
+        if 4 * phi < 1.7e308 / scale:          # finite: returned as computed
+            np.testing.assert_allclose(net.forward(x).v_out, 4 * phi * scale, rtol=1e-15)
+        else:
+            with pytest.raises(FloatingPointError, match="v_out holds inf or NaN"):
+                net.forward(x)
 
 
 def test_weights_and_inputs_are_not_aliased():
