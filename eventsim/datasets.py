@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validate import check_positive, is_real
+from ._validate import check_bool, check_positive, is_real
 
 __all__ = ["DataError", "MissingDataError", "MNIST", "mnist", "latency_encode",
            "MNIST_FILES", "ENV_VAR", "clear_cache"]
@@ -236,7 +236,7 @@ def mnist(data_dir=None, verify: bool = True) -> MNIST:
         A file is not gzip, fails its checksum, or has a malformed IDX header.
     """
     directory, how = resolve_data_dir(data_dir)
-    return _load(directory, bool(verify), how)
+    return _load(directory, check_bool(verify, "verify"), how)
 
 
 def latency_encode(images, t_max: float = 1.0) -> np.ndarray:

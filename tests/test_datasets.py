@@ -134,6 +134,13 @@ def test_not_gzip(tmp_path):
         mnist(data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("verify", ["no", 0, None])
+def test_verify_must_be_a_bool(verify):
+    """verify="no" would otherwise read as True (a non-empty string)."""
+    with pytest.raises(ValueError, match="verify must be True or False"):
+        mnist(verify=verify)
+
+
 def test_bad_magic_caught_without_verify(tmp_path):
     _link_all(tmp_path)
 

@@ -39,7 +39,7 @@ def test_network_equals_ode_reference(case, seed, gain, delay, single, kind):
                                         case.tau_v, case.threshold, case.t_end, delay, single)
     np.testing.assert_array_equal(out.counts(), np.bincount(ref_j, minlength=n))
     for j in range(n):
-        np.testing.assert_allclose(out.of(j), ref_t[ref_j == j], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(out.of(j), ref_t[ref_j == j], rtol=0, atol=1e-12)
 
 
 @given(layers(max_out=6), st.booleans(), st.sampled_from([0.0, 0.03]))
