@@ -105,6 +105,49 @@ def _receive(src, t, w_ptr, w_idx, w_val, v, cur, t_last, a, b, touched, n_touch
 
 
 @jit
+def _receive_together(in_lo, in_hi, in_i, win_ptr, win_idx, win_val, rec_lo, rec_hi, out_j,
+                      wrec_ptr, wrec_idx, wrec_val, t, v, cur, t_last, a, b, inc, touched,
+                      n_touched, is_touched):
+    """Several spikes arriving at time t (external inputs in_i[in_lo:in_hi], recurrent
+    spikes of out_j[rec_lo:rec_hi]): like ``_receive`` for each, but every target
+    sums its weights in increasing order of value (in ``inc``, all zeros on entry
+    and on return) and adds the sum to its current in one step, so that the new
+    current does not depend on the order of the spikes. Float addition is not
+    associative: two equal neurons receiving the same weights in different orders
+    would otherwise drift apart by an ulp, and with delay 0 an inhibitory spike
+    could then reach one of them an ulp before its crossing instead of with it.
+    Returns the new number of entries in ``touched``."""
+    m = 0
+    for k in range(in_lo, in_hi):
+        m += win_ptr[in_i[k] + 1] - win_ptr[in_i[k]]
+    for s in range(rec_lo, rec_hi):
+        m += wrec_ptr[out_j[s] + 1] - wrec_ptr[out_j[s]]
+    q_buf = np.empty(m, np.int64)
+    w_buf = np.empty(m)
+    m = 0
+    for k in range(in_lo, in_hi):
+        for e in range(win_ptr[in_i[k]], win_ptr[in_i[k] + 1]):
+            q_buf[m] = win_idx[e]
+            w_buf[m] = win_val[e]
+            m += 1
+    for s in range(rec_lo, rec_hi):
+        for e in range(wrec_ptr[out_j[s]], wrec_ptr[out_j[s] + 1]):
+            q_buf[m] = wrec_idx[e]
+            w_buf[m] = wrec_val[e]
+            m += 1
+    for e in np.argsort(w_buf, kind="mergesort"):
+        q = q_buf[e]
+        _advance(q, t, v, cur, t_last, a, b)
+        inc[q] += w_buf[e]
+        n_touched = _mark(q, touched, n_touched, is_touched)
+    for e in range(m):
+        q = q_buf[e]
+        cur[q] += inc[q]  # the first time: the whole sum; then + 0.0
+        inc[q] = 0.0
+    return n_touched
+
+
+@jit
 def network_kernel(in_t, in_i, win_ptr, win_idx, win_val, wrec_ptr, wrec_idx, wrec_val,
                    n_neurons, a, b, theta, t_end, delay, single_spike, method, max_spikes):
     """Returns (spike times, spike ids, status); status = 1 + neuron that hit max_spikes, or 0.
@@ -114,7 +157,10 @@ def network_kernel(in_t, in_i, win_ptr, win_idx, win_val, wrec_ptr, wrec_idx, wr
     input ids): (1) every neuron whose crossing was predicted at t fires (V(t) is
     continuous, so an arrival at t cannot undo a crossing at t); (2) every spike
     arriving at t (external inputs, recurrent spikes after ``delay``, and with
-    delay 0 the spikes of step 1) is added to its targets' currents; (3) the
+    delay 0 the spikes of step 1) is added to its targets' currents, as one jump
+    per target: the sum of its weights taken in increasing order of value (so that
+    the rounded result, too, is independent of the events' order: equal neurons
+    stay equal); (3) the
     neurons of steps 1 and 2 are re-predicted from their state after t. A
     crossing predicted in step 3 is later than t; if it rounds to t, it fires in
     the next round at t, after all of t's arrivals.
@@ -129,6 +175,7 @@ def network_kernel(in_t, in_i, win_ptr, win_idx, win_val, wrec_ptr, wrec_idx, wr
     fired = np.zeros(n_neurons, np.int64)
     touched = np.empty(n_neurons, np.int64)
     is_touched = np.zeros(n_neurons, np.bool_)
+    inc = np.zeros(n_neurons)
     out_t = np.empty(1024)
     out_j = np.empty(1024, np.int64)
     n_spk = 0
@@ -164,19 +211,30 @@ def network_kernel(in_t, in_i, win_ptr, win_idx, win_val, wrec_ptr, wrec_idx, wr
                 can_fire[j] = False
             _heap_set(j, math.inf, heap, pos, pred)
             n_touched = _mark(j, touched, n_touched, is_touched)
-        while k < in_t.shape[0] and in_t[k] == t:      # (2) arrivals at t
+        k_hi = k                                       # (2) arrivals at t
+        while k_hi < in_t.shape[0] and in_t[k_hi] == t:
+            k_hi += 1
+        if delay == 0.0:
+            rec_lo = first_new
+            rec_hi = n_spk
+        else:
+            rec_lo = arrived
+            rec_hi = arrived
+            while rec_hi < n_spk and out_t[rec_hi] + delay == t:
+                rec_hi += 1
+            arrived = rec_hi
+        if (k_hi - k) + (rec_hi - rec_lo) > 1:
+            n_touched = _receive_together(k, k_hi, in_i, win_ptr, win_idx, win_val, rec_lo,
+                                          rec_hi, out_j, wrec_ptr, wrec_idx, wrec_val, t, v,
+                                          cur, t_last, a, b, inc, touched, n_touched,
+                                          is_touched)
+        elif k_hi > k:
             n_touched = _receive(in_i[k], t, win_ptr, win_idx, win_val, v, cur, t_last, a, b,
                                  touched, n_touched, is_touched)
-            k += 1
-        if delay == 0.0:
-            for s in range(first_new, n_spk):
-                n_touched = _receive(out_j[s], t, wrec_ptr, wrec_idx, wrec_val, v, cur,
-                                     t_last, a, b, touched, n_touched, is_touched)
-        else:
-            while arrived < n_spk and out_t[arrived] + delay == t:
-                n_touched = _receive(out_j[arrived], t, wrec_ptr, wrec_idx, wrec_val, v, cur,
-                                     t_last, a, b, touched, n_touched, is_touched)
-                arrived += 1
+        elif rec_hi > rec_lo:
+            n_touched = _receive(out_j[rec_lo], t, wrec_ptr, wrec_idx, wrec_val, v, cur,
+                                 t_last, a, b, touched, n_touched, is_touched)
+        k = k_hi
         for m in range(n_touched):                     # (3) new predictions
             q = touched[m]
             is_touched[q] = False

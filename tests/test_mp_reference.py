@@ -8,6 +8,7 @@ import math
 import mpmath as mp
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import eventsim as es
 import naive
@@ -221,3 +222,110 @@ def test_no_spike_lost_after_hundreds_of_time_constants(p, gap):
     net.weights = [w, np.ones((3, 2))]
     counts = net.forward(times[None, :]).spike_counts[0][0]
     assert np.array_equal(counts, np.bincount(ref_j, minlength=3))
+
+
+# ----------------------------------------------------------------------------- networks
+
+def _network_cases():
+    """Fixed adversarial recurrent networks: (id, simulate_network keyword arguments)."""
+    cases = []
+    # equal neurons crossing together and inhibiting each other with no delay: both
+    # fire every time (a sum of simultaneous arrivals taken in event order once let
+    # them drift an ulp apart, and the first to cross then silenced the other)
+    cases.append(("twins-inhibit-d0", dict(
+        times=[0.1, 0.7, 1.3], ids=[0, 0, 0], w_in=[[10.0, 10.0]],
+        w_rec=[[0.3, -2.3], [-2.3, 0.3]],
+        tau_i=0.5, tau_v=0.5, t_end=2.0)))
+    w3 = np.full((3, 3), -3.0)
+    np.fill_diagonal(w3, 0.35)
+    cases.append(("triplets-d0", dict(
+        times=[0.05, 0.2, 0.45], ids=[0, 0, 0], w_in=np.full((1, 3), 9.0), w_rec=w3,
+        tau_i=2.0, tau_v=0.1, t_end=1.5)))
+    # an excitation chain with no delay: 0 fires, 1-4 sit just below threshold and each
+    # fires the next through a huge weight (at the same float64 instant); 4 inhibits 0
+    tau_i, tau_v = 0.8, 0.4
+    with mp.workdps(40):
+        s_peak = float(ref._critical_point(mp.mpf(1), mp.mpf(0), mp.mpf(tau_i), mp.mpf(tau_v)))
+    k_peak = float(ref.kappa_peak(tau_i, tau_v))
+    w_in = np.zeros((2, 5))
+    w_in[0, 0], w_in[1, 1:] = 1.5 / k_peak, 0.999 / k_peak
+    t_drive = 0.1 + s_peak
+    t_fire = es.simulate_layer([t_drive], [0], w_in[:1, :1], es.LIF(tau_i, tau_v), 3.0).times[0]
+    for single, w in ((True, 1e15), (False, 1e2)):
+        w_rec = np.diag(np.full(4, w), 1)
+        if not single:                      # its own spike takes the jump back
+            w_rec[1:, 1:] -= np.diag(np.full(4, w))
+        w_rec[4, 0] = -w / 1e3
+        cases.append((f"chain-d0-w{w:g}", dict(
+            times=[t_drive, t_fire - s_peak], ids=[0, 1], w_in=w_in, w_rec=w_rec,
+            tau_i=tau_i, tau_v=tau_v, t_end=3.0, single_spike=single)))
+    # equal pairs with a delay: their spikes arrive together; self-connections
+    w_in = np.array([[9.0, 9.0, 3.0], [6.0, 6.0, 9.0]])
+    w_rec = np.array([[0.5, -1.5, 2.0], [-1.5, 0.5, 2.0], [-3.0, -3.0, -0.5]])
+    cases.append(("pairs-delay", dict(
+        times=[0.05, 0.3, 0.3, 0.6], ids=[0, 1, 0, 1], w_in=w_in, w_rec=w_rec,
+        tau_i=0.3, tau_v=0.6, t_end=1.5, delay=0.0625)))
+    # strong inhibition and self-connections, scipy.sparse weights
+    rng = np.random.default_rng(5)
+    w_in = rng.normal(6.0, 4.0, (4, 5))
+    w_in[rng.random((4, 5)) < 0.4] = 0.0
+    w_rec = -np.abs(rng.normal(0.0, 8.0, (5, 5)))
+    w_rec[rng.random((5, 5)) < 0.5] = 0.0
+    np.fill_diagonal(w_rec, [3.0, -8.0, 1.5, 0.0, -2.0])
+    cases.append(("inhibition-sparse", dict(
+        times=rng.uniform(0, 0.9, 14), ids=rng.integers(0, 4, 14),
+        w_in=sp.csr_matrix(w_in), w_rec=sp.coo_matrix(w_rec), tau_i=1.11, tau_v=0.3,
+        t_end=1.2, delay=0.02)))
+    # hundreds of time constants without input; inputs tied at grid times
+    times = np.array([0.0, 0.25, 0.25, 0.5, 300.0, 300.0, 300.25, 600.5, 600.5])
+    ids = np.array([0, 1, 2, 0, 2, 1, 0, 0, 1])
+    w_in = np.array([[1.5, 0.0, 2.0, 1.0], [-1.0, 2.5, 0.5, 1.0], [2.0, 1.0, -2.0, 1.0]])
+    w_rec = np.array([[-0.3, 0.8, -0.5, 0.0], [0.0, -0.5, 1.0, -2.0],
+                      [0.0, 0.0, -0.2, 0.5], [-1.0, 0.0, -0.3, 0.0]])
+    for p, (tau_i, tau_v), delay, drive in ((20.0, (2.0, 0.1), 0.3, 0.6),
+                                            (1.0001, (0.50005, 0.5), 0.0, 1.2)):
+        scale = drive / float(ref.kappa_peak(tau_i, tau_v))
+        cases.append((f"gaps-ties-p{p}", dict(
+            times=times * max(tau_i, tau_v), ids=ids, w_in=w_in * scale,
+            w_rec=w_rec * scale, tau_i=tau_i, tau_v=tau_v,
+            t_end=601.0 * max(tau_i, tau_v), delay=delay)))
+    # recurrent arrivals that coincide in float64 with strong external inputs
+    w_in = np.array([[6.0, 2.0, 0.0], [0.0, 5.0, 7.0], [-30.0, 30.0, -30.0]])
+    w_rec = np.array([[0.0, 1.0, -2.0], [1.5, 0.0, 1.0], [-1.0, 2.0, 0.0]])
+    lif, delay = es.LIF(0.8, 0.4), 0.05
+    base_t, base_i = [0.1, 0.15, 0.4], [0, 1, 0]
+    first = es.simulate_network(base_t, base_i, w_in, w_rec, lif, 1.0, delay=delay)
+    extra = (first.times[:3] + delay).tolist()
+    cases.append(("arrival=input", dict(
+        times=base_t + extra, ids=base_i + [2] * len(extra), w_in=w_in, w_rec=w_rec,
+        tau_i=0.8, tau_v=0.4, t_end=1.0, delay=delay)))
+    # shifted by 1e4 (README: outputs shift by the same amount)
+    cases.append(("shift-1e4", dict(
+        times=np.array(base_t) + 1e4, ids=base_i, w_in=w_in, w_rec=w_rec, tau_i=0.8,
+        tau_v=0.4, t_end=1e4 + 1.0, delay=0.0)))
+    return cases
+
+
+@pytest.mark.parametrize("name", ["twins-inhibit-d0", "triplets-d0", "chain-d0-w1e+15",
+                                  "chain-d0-w100", "pairs-delay", "inhibition-sparse",
+                                  "gaps-ties-p20.0", "gaps-ties-p1.0001", "arrival=input",
+                                  "shift-1e4"])
+def test_network_matches_40_digit_reference(name):
+    """simulate_network against validation.mp_reference.network on fixed adversarial
+    networks: ties of inputs, of crossings and of arrivals; chains of spikes at one
+    float64 instant; strong inhibition; self-connections; sparse weights; gaps of
+    hundreds of time constants; p in {1, 20, 2, 0.5, 3.7, 1.0001}. Same spike count
+    per neuron, times to 1e-12 max(1, t_end)."""
+    case = dict(dict(_network_cases())[name])
+    tau_i, tau_v = case.pop("tau_i"), case.pop("tau_v")
+    out = es.simulate_network(lif=es.LIF(tau_i, tau_v), **case)
+    expected = ref.network(case["times"], case["ids"], case["w_in"], case["w_rec"], tau_i,
+                           tau_v, 1.0, case["t_end"], case.get("delay", 0.0),
+                           case.get("single_spike", False))
+    ref_t = np.array([float(t) for t, _ in expected])
+    ref_j = np.array([j for _, j in expected], np.int64)
+    assert ref_t.size >= 5
+    np.testing.assert_array_equal(out.counts(), np.bincount(ref_j, minlength=out.n_neurons))
+    for j in range(out.n_neurons):
+        np.testing.assert_allclose(out.of(j), ref_t[ref_j == j], rtol=0,
+                                   atol=1e-12 * max(1.0, case["t_end"]))

@@ -125,6 +125,24 @@ def test_simultaneous_crossings_fire_together(t0):
         assert out.counts()[1 - inhibitor] == 1 and out.counts()[inhibitor] > 1
 
 
+@pytest.mark.parametrize("delay", [0.0, 0.05])
+def test_equal_neurons_stay_equal(delay):
+    """Three equal neurons (same inputs, all-to-all inhibition, equal self-connections)
+    cross together every time, so each receives the same weights at the same instants,
+    in an order that depends on who fired first. Floating-point addition is not
+    associative: added in event order, their currents drifted an ulp apart (spike
+    times an ulp apart with the delay), and with delay 0 the first to cross then
+    silenced the others (5 + 2 + 2 spikes instead of 3 + 3 + 3, the 40-digit
+    reference's count). Each neuron's simultaneous arrivals are summed in sorted order."""
+    w_rec = np.full((3, 3), -3.0)
+    np.fill_diagonal(w_rec, 0.35)
+    out = es.simulate_network([0.05, 0.2, 0.45], [0, 0, 0], np.full((1, 3), 9.0), w_rec,
+                              es.LIF(2.0, 0.1), t_end=1.5, delay=delay)
+    assert out.counts().min() >= 2
+    for j in (1, 2):
+        np.testing.assert_array_equal(out.of(j), out.of(0))
+
+
 @pytest.mark.parametrize("gain", [1e3, 1e5, 1e8])
 def test_simultaneous_inputs_are_added_before_any_crossing(gain):
     """Inputs at one instant act together: an excitatory and a stronger inhibitory

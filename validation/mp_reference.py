@@ -18,6 +18,11 @@ For p = tau_I/tau_V near 1 the two-exponential form cancels (about
 more than 40 (``working_digits``); without them the reference, not the
 engine, would be the less accurate at p = 1 + 1e-12.
 
+``network`` runs a recurrent network (any topology, self-connections, a
+transmission delay) with ``eventsim.simulate_network``'s documented semantics
+for simultaneous events: every neuron is carried to every event in the same
+arithmetic, so equal neurons cross at equal times.
+
 ``loss`` recomputes eq. 24 (cross-entropy of softmax(v_out), dead-neuron
 penalty with given flags, sigma * mean(v_out**2); batch means, as
 ``eventsim.Network.loss_and_grad``) on top of these spike trains, and
@@ -118,6 +123,107 @@ def neuron(times, weights, tau_i, tau_v, threshold=1, t_end=1, single_spike=Fals
                 spikes.append(t)
             i_syn += w
         return spikes, v
+
+
+def _peak(i0, v0, tau_i, tau_v, length):
+    """(s, V(s)) at the maximum of V over [0, length]."""
+    knots = [mp.mpf(0), length]
+    s_crit = _critical_point(i0, v0, tau_i, tau_v)
+    if s_crit is not None and 0 < s_crit < length:
+        knots.append(s_crit)
+    return max(((s, _potential(s, i0, v0, tau_i, tau_v)) for s in knots), key=lambda e: e[1])
+
+
+def network(times, ids, w_in, w_rec, tau_i, tau_v, threshold=1, t_end=1, delay=0,
+            single_spike=False, margins=None):
+    """Recurrent network of N neurons (``eventsim.simulate_network``'s semantics).
+
+    External input spike k (time ``times[k]``, input ``ids[k]``) adds
+    w_in[ids[k], j] to the current of every neuron j; a spike of neuron i at t
+    adds w_rec[i, j] to neuron j's current at t + delay (w_in, w_rec dense or
+    scipy.sparse; self-connections allowed). Inputs and arrivals at or after
+    t_end are ignored, a spike at exactly t_end is not counted, and in
+    single-spike mode a neuron fires at most once.
+
+    Every neuron is carried to every event time, where (1) each neuron with
+    V >= threshold fires (V continuous: whatever else happens at t cannot undo
+    a crossing at t) and resets, then (2) every arrival at t is added:
+    external inputs, recurrent spikes sent at t - delay, and with delay 0 the
+    spikes of step (1); a neuron's arrivals at t are summed in sorted order
+    before they join its current. Identical neurons thus follow identical
+    arithmetic and cross at identical times. The next event is the earliest of
+    the next input, the next recurrent arrival and the first crossing before
+    them of any neuron that may fire (``_first_crossing``).
+
+    If ``margins`` is a list, (time, neuron, V_peak - threshold) is appended for
+    every spike (its time; V's maximum over the interval up to the next input or
+    arrival) and for every interval without a crossing whose maximum comes
+    within 1e-9 threshold of it (the maximum's time), to tell grazing crossings
+    from errors.
+
+    Returns [(time, neuron)] sorted by (time, neuron), times as mpmath numbers.
+    """
+    if hasattr(w_in, "toarray"):
+        w_in = w_in.toarray()
+    if hasattr(w_rec, "toarray"):
+        w_rec = w_rec.toarray()
+    with mp.workdps(working_digits(tau_i, tau_v)):
+        tau_i, tau_v, threshold, t_end, delay = (
+            mp.mpf(v) for v in (tau_i, tau_v, threshold, t_end, delay))
+        w_in = [[mp.mpf(float(x)) for x in row] for row in np.asarray(w_in, dtype=float)]
+        w_rec = [[mp.mpf(float(x)) for x in row] for row in np.asarray(w_rec, dtype=float)]
+        n = len(w_rec)
+        inputs = sorted((mp.mpf(t), int(i)) for t, i in zip(times, ids) if mp.mpf(t) < t_end)
+        arrivals = []                                   # (time, sender) of recurrent spikes
+        i_syn, v = [mp.mpf(0)] * n, [mp.mpf(0)] * n
+        can_fire = [True] * n
+        t_now, spikes = mp.mpf(0), []
+        while True:
+            t_event = min([t_end] + [t for t, _ in inputs[:1]] + [t for t, _ in arrivals[:1]])
+            length = t_event - t_now
+            gaps = {}
+            for j in range(n):
+                if can_fire[j]:
+                    s = _first_crossing(i_syn[j], v[j], tau_i, tau_v, length, threshold)
+                    if s is not None:
+                        gaps[j] = s
+            if gaps and min(gaps.values()) < length:
+                gap = min(gaps.values())
+                t = min(t_now + gap, t_event)
+            else:
+                gap, t = length, t_event
+            if t >= t_end:
+                break
+            if margins is not None:
+                for j in range(n):
+                    if not can_fire[j]:
+                        continue
+                    s_peak, v_peak = _peak(i_syn[j], v[j], tau_i, tau_v, length)
+                    if j in gaps and gaps[j] <= gap:
+                        margins.append((t, j, v_peak - threshold))
+                    elif j not in gaps and abs(v_peak - threshold) < mp.mpf("1e-9") * threshold:
+                        margins.append((t_now + s_peak, j, v_peak - threshold))
+            for j in range(n):                          # carry everyone to t
+                v[j] = _potential(gap, i_syn[j], v[j], tau_i, tau_v)
+                i_syn[j] *= mp.exp(-gap / tau_i)
+            t_now = t
+            fired = [j for j in range(n) if can_fire[j] and v[j] >= threshold]
+            for j in fired:                             # (1) crossings at t
+                v[j] = mp.mpf(0)
+                spikes.append((t, j))
+                if single_spike:
+                    can_fire[j] = False
+            rows = [w_rec[j] for j in fired if delay == 0]  # (2) arrivals at t
+            while arrivals and arrivals[0][0] == t:
+                rows.append(w_rec[arrivals.pop(0)[1]])
+            while inputs and inputs[0][0] == t:
+                rows.append(w_in[inputs.pop(0)[1]])
+            for j in range(n):  # summed in sorted order: equal neurons stay equal
+                i_syn[j] += mp.fsum(sorted(row[j] for row in rows))
+            if delay > 0:
+                arrivals.extend((t + delay, j) for j in fired if t + delay < t_end)
+                arrivals.sort()
+        return spikes
 
 
 def _kappa(s, tau_i, tau_v):
