@@ -183,9 +183,9 @@ class Network:
         phi = be.readout_features(*current, self.sizes[-2], t_out, a, b)
         with np.errstate(over="ignore", invalid="ignore"):   # _check_overflow says it
             v_out = phi @ self._weights[-1]
-        self._check_overflow(v_out, [h.v_end for h in layers])
-        return ForwardResult(v_out, [h.v_end for h in layers], [h.counts for h in layers],
-                             layers, inputs, phi)
+        v_hidden = [h.v_end for h in layers]
+        self._check_overflow(v_out, v_hidden)
+        return ForwardResult(v_out, v_hidden, [h.counts for h in layers], layers, inputs, phi)
 
     def _check_overflow(self, v_out, v_hidden):
         """FloatingPointError if a membrane potential at t_out overflowed float64

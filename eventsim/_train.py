@@ -297,7 +297,7 @@ class Trainer:
         if self._resident is not None:
             return self._resident.step(idx, labels, *penalties, lr)
         net = self.net
-        res = net.forward(self.x_train[idx])
+        res = net._forward(self.x_train[idx])   # x checked once, by Dataset
         loss, g_out, g_hidden = net.loss(res, labels, *penalties)
         if np.isfinite(loss):
             self.opt.lr = lr
