@@ -559,6 +559,38 @@ def readout_features(times, ids, ptr, n_in, t_out, a, b):
     return phi
 
 
+def matmul(x, y):
+    """x @ y for the readout: v_out = phi @ W_out and its gradients
+    phi^T dL/dv_out and dL/dv_out W_out^T.
+
+    Each entry is summed over the inner index in increasing order, one multiply
+    and one add at a time, so results are the same bits on every CPU (a BLAS
+    picks CPU-specific kernels that sum in other orders). Computed as
+    (y^T x^T)^T when the result has more rows than columns, which gives the
+    same bits with the longer loop innermost.
+    """
+    if x.shape[0] > y.shape[1]:
+        return np.ascontiguousarray(matmul_kernel(np.ascontiguousarray(y.T),
+                                                  np.ascontiguousarray(x.T)).T)
+    return matmul_kernel(np.ascontiguousarray(x), np.ascontiguousarray(y))
+
+
+@jit
+def matmul_kernel(x, y):
+    """x @ y as rank-1 updates, inner index outermost: entry (r, c) is
+    ((0 + x[r, 0] y[0, c]) + x[r, 1] y[1, c]) + ..., while the additions of
+    different entries overlap. Threads do not pay at the readout's sizes."""
+    rows, inner = x.shape
+    cols = y.shape[1]
+    out = np.zeros((rows, cols))
+    for k in range(inner):
+        for r in range(rows):
+            x_val = x[r, k]
+            for c in range(cols):
+                out[r, c] += x_val * y[k, c]
+    return out
+
+
 @pjit
 def readout_time_grads(times, ids, ptr, h, t_out, a, b):
     """dL/dt for every input spike of a non-firing readout, given h = dL/dphi (B, n_in).

@@ -182,7 +182,7 @@ class Network:
             current = merged[:3]
         phi = be.readout_features(*current, self.sizes[-2], t_out, a, b)
         with np.errstate(over="ignore", invalid="ignore"):   # _check_overflow says it
-            v_out = phi @ self._weights[-1]
+            v_out = _layer.matmul(phi, self._weights[-1])
         v_hidden = [h.v_end for h in layers]
         self._check_overflow(v_out, v_hidden)
         return ForwardResult(v_out, v_hidden, [h.counts for h in layers], layers, inputs, phi)
@@ -221,8 +221,8 @@ class Network:
             raise ValueError(f"grad_v_hidden must hold {len(res._layers)} arrays (or None), "
                              f"got {len(grad_v_hidden)}")
         grads = [None] * len(self._weights)
-        grads[-1] = res._phi.T @ grad_v_out
-        h = grad_v_out @ self._weights[-1].T
+        grads[-1] = _layer.matmul(res._phi.T, grad_v_out)
+        h = _layer.matmul(grad_v_out, self._weights[-1].T)
         last_inputs = res._layers[-1].merged[:3] if res._layers else res._inputs
         need_times = bool(res._layers) or wrt_inputs
         g_times = be.readout_time_grads(*last_inputs, h, t_out, a, b) if need_times else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -102,7 +103,7 @@ class TrainConfig:
         """
         if self.lr_schedule == "constant":
             return self.lr
-        return 0.5 * self.lr * (1.0 + np.cos(np.pi * step / total_steps))
+        return 0.5 * self.lr * (1.0 + math.cos(math.pi * step / total_steps))
 
     def build_network(self, n_in: int, n_out: int) -> Network:
         """The n_in-hidden-n_out Network these settings describe, freshly initialised."""

@@ -197,3 +197,16 @@ def adam_steps(param, grads, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=
         v_hat = v / (1.0 - beta2 ** step)
         p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
     return p, m, v
+
+
+def matmul(x, y):
+    """x @ y with each entry summed in increasing order of the inner index, one
+    rounded multiply and one rounded add at a time (Python floats)."""
+    out = np.zeros((x.shape[0], y.shape[1]))
+    for r in range(x.shape[0]):
+        for c in range(y.shape[1]):
+            total = 0.0
+            for k in range(x.shape[1]):
+                total += float(x[r, k]) * float(y[k, c])
+            out[r, c] = total
+    return out
