@@ -1,4 +1,5 @@
-"""Training gives the same bits whatever CPU-specific code NumPy and its BLAS pick.
+"""The same bits whatever CPU-specific code NumPy and its BLAS pick, and whatever
+else is in the batch.
 
 NumPy dispatches ufuncs such as exp to SIMD versions chosen for the CPU
 (AVX-512 on one machine, AVX2 on another) and OpenBLAS picks a matrix-product
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import eventsim as es
 import naive
 from eventsim._layer import matmul
 
@@ -79,3 +81,18 @@ def test_readout_products_sum_in_a_fixed_order(shape):
     y = rng.normal(size=(inner, cols))
     assert np.array_equal(matmul(x, y), naive.matmul(x, y))
     assert np.array_equal(matmul(y.T, x.T), naive.matmul(y.T, x.T))   # strided inputs
+
+
+def test_a_sample_gives_the_same_bits_alone_and_in_a_batch():
+    """Each output is summed in a fixed order, so a sample's v_out does not depend
+    on the other samples of its batch (a BLAS takes other kernels for other
+    shapes: one row is a matrix-vector product)."""
+    rng = np.random.default_rng(8)
+    net = es.Network([60, 150, 10], es.LIF(0.8, 0.4), seed=4, init_mean=0.1, init_std=0.4)
+    x = np.where(rng.random((40, 60)) < 0.7, rng.uniform(0.0, 1.0, (40, 60)), np.inf)
+    batch = net.forward(x)
+    assert (batch.spike_counts[0].sum(axis=0) > 0).mean() > 0.5   # the readout sees spikes
+    for s in range(x.shape[0]):
+        alone = net.forward(x[s:s + 1])
+        assert np.array_equal(alone.v_out[0], batch.v_out[s])
+        assert np.array_equal(alone.v_hidden[0][0], batch.v_hidden[0][s])
