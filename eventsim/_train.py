@@ -261,9 +261,15 @@ class Trainer:
         """One pass over ``n_train`` training samples, reshuffled with (seed, epoch):
         a step per minibatch. Returns the epoch's training metrics (train_loss,
         train_acc, spikes_per_hidden_neuron, dead_fraction, samples_per_s, epoch_s);
-        does not advance ``epoch`` or write anything (``fit`` does)."""
+        does not advance ``epoch`` or write anything (``fit`` does).
+
+        With device="cuda" (``_resident``: weights and Adam state on the GPU) the
+        epoch starts from ``net.weights`` and ``opt`` as they are on the host and
+        copies its result back to them, as on the CPU."""
         cfg = self.config
         net = self.net
+        if self._resident is not None:
+            self._resident.push()
         perm = np.random.default_rng([cfg.seed, self.epoch]).permutation(
             self.x_train.shape[0])[:self.n_train]
         n_batches = (self.n_train + cfg.batch_size - 1) // cfg.batch_size
@@ -283,6 +289,8 @@ class Trainer:
             bar.update(1)
             if bi % 20 == 0:
                 bar.set_postfix(loss=f"{tally.loss_sum / tally.samples:.4f}")
+        if self._resident is not None:
+            self._resident.pull()
         train_s = time.perf_counter() - start
         bar.close()
         metrics = tally.result()

@@ -354,6 +354,26 @@ def test_resident_trainer_validation_matches_cpu_trainer(tmp_path):
     assert gpu.opt.step == 6                    # 8 training samples, batches of 5, 3 epochs
 
 
+@sim_only
+def test_resident_trainer_train_epoch_shares_state_with_net_and_opt(tmp_path):
+    """Trainer.train_epoch on device="cuda" starts from trainer.net.weights as set on
+    the host and leaves the trained weights and Adam moments in trainer.net and
+    trainer.opt, as on the CPU (they once stayed on the GPU until a checkpoint, and
+    weights set before training were ignored)."""
+    cpu = _tiny_trainer("cpu", tmp_path / "cpu", False)
+    gpu = _tiny_trainer("cuda", tmp_path / "gpu", False)
+    rng = np.random.default_rng(8)
+    start = [rng.normal(2.0, 2.0, w.shape) for w in cpu.net.weights]
+    for trainer in (cpu, gpu):
+        trainer.net.weights = start
+    rows = [trainer.train_epoch() for trainer in (cpu, gpu)]
+    _close(rows[1]["train_loss"], rows[0]["train_loss"], 1e-10)
+    for got, want in zip(gpu.net.weights + gpu.opt.m + gpu.opt.v,
+                         cpu.net.weights + cpu.opt.m + cpu.opt.v):
+        _close(got, want, 1e-10)
+    assert np.abs(gpu.net.weights[0] - start[0]).max() > 1e-3      # it trained
+
+
 class _StopAfterFirstCheckpoint(Trainer):
     def save(self, path=None):
         super().save(path)
