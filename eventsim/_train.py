@@ -208,7 +208,9 @@ class Trainer:
         self.epoch = 0
         retain_freed_memory()  # no page faults for each batch's buffers
         # device="cuda" with one hidden layer (the paper's network): data, weights
-        # and Adam state stay on the GPU; otherwise Network's per-call backend
+        # and Adam state stay on the GPU during an epoch (train_epoch uploads the
+        # host's at its start and copies them back at its end, so net and opt are
+        # current whenever no epoch runs); otherwise Network's per-call backend
         self._resident = None
         if config.device == "cuda" and len(config.hidden) == 1:
             from ._cuda import ResidentTrainer
@@ -219,8 +221,6 @@ class Trainer:
     def save(self, path=None):
         """Write weights, Adam state, epoch, settings and history (atomically) to
         ``path`` (default ``out_dir/checkpoint.h5``)."""
-        if self._resident is not None:
-            self._resident.pull()
         save_checkpoint(path or self.out_dir / CHECKPOINT, self.net, self.opt, self.epoch,
                         self._extra())
 
@@ -355,8 +355,6 @@ class Trainer:
                   f"{row['samples_per_s']:.0f} samples/s", flush=True)
 
     def _save_model(self, name):
-        if self._resident is not None:
-            self._resident.pull()
         save_checkpoint(self.out_dir / name, self.net, epoch=self.epoch, extra=self._extra())
 
     def _extra(self) -> dict:
